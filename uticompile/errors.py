@@ -1,0 +1,31 @@
+"""The project's exception hierarchy.
+
+Every error a user can cause (bad file, bad option, missing data) is a ``UticompileError``; the CLI
+turns it into a one-line message and a non-zero exit. Anything else escaping is a bug.
+"""
+
+from __future__ import annotations
+
+
+class UticompileError(Exception):
+    """Base of every error caused by input the user gave."""
+
+
+class ModelFormatError(UticompileError):
+    """An ONNX file is malformed, inconsistent, or uses what the IR does not support."""
+
+
+class DatasetError(UticompileError):
+    """A dataset is unknown, missing, or its files are malformed."""
+
+
+class ConfigError(UticompileError):
+    """An option or configuration value is impossible."""
+
+
+class MappingFormatError(UticompileError):
+    """A mapped binary is truncated, corrupted, of another version, or hostile."""
+
+
+class PassError(UticompileError):
+    """A compiler pass failed its precondition or postcondition."""
