@@ -1,0 +1,151 @@
+"""A trainable PyTorch module that executes any IR graph, and the way back to the IR.
+
+One interpreter serves every model (zoo-built or imported from ONNX), so whatever the exporter
+writes can be trained again. Parameters live in standard torch layers keyed by node, so pruning
+code finds every prunable weight as ``module.layers[node].weight``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uticompile.ir import Graph, Node
+from uticompile.models.lif import LIF
+
+
+def module_key(node_name: str) -> str:
+    """A ModuleDict key for a node name (ONNX names may hold characters torch refuses)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", node_name)
+
+
+class SNN(nn.Module):
+    """Executes ``graph``: input [B,C,H,W] analog images -> logits [T, B, classes]."""
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        graph.validate()
+        self.graph = graph.copy()
+        self.timesteps = graph.timesteps
+        shapes = graph.shapes()
+        self.layers = nn.ModuleDict()
+        keys = [module_key(n.name) for n in graph.nodes]
+        if len(set(keys)) != len(keys):
+            raise ValueError("node names collide after sanitizing")  # validate() prevents this
+        for node, key in zip(graph.nodes, keys, strict=True):
+            layer = self._make_layer(node, shapes[node.inputs[0]])
+            if layer is not None:
+                self.layers[key] = layer
+        self.load_graph_params(graph)
+
+    def _make_layer(self, node: Node, in_shape: tuple[int, ...]) -> nn.Module | None:
+        g, a = self.graph, node.attrs
+        if node.op == "Conv":
+            w = g.params[node.inputs[1]]
+            pt, pl, pb, pr = a["pads"]  # type: ignore[misc]
+            if (pt, pl) != (pb, pr):
+                raise ValueError(f"node {node.name}: asymmetric padding is not supported")
+            return nn.Conv2d(
+                w.shape[1],
+                w.shape[0],
+                tuple(a["kernel_shape"]),  # type: ignore[arg-type]
+                stride=tuple(a["strides"]),  # type: ignore[arg-type]
+                padding=(pt, pl),
+                bias=len(node.inputs) == 3,
+            )
+        if node.op == "BatchNormalization":
+            cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
+            return cls(in_shape[0], eps=float(a["epsilon"]), momentum=1.0 - float(a["momentum"]))
+        if node.op == "Gemm":
+            w = g.params[node.inputs[1]]
+            return nn.Linear(w.shape[1], w.shape[0])
+        if node.op == "LIF":
+            return LIF(node.lif(), self.timesteps)
+        return None
+
+    # -- parameters <-> graph ---------------------------------------------------------------------
+    def _param_slots(self) -> list[tuple[str, torch.Tensor]]:
+        """(graph parameter name, the tensor holding it) for every parameter, in graph order."""
+        slots: list[tuple[str, torch.Tensor]] = []
+        for node in self.graph.nodes:
+            names = self.graph.param_names(node)
+            if not names:
+                continue
+            layer = self.layers[module_key(node.name)]
+            if node.op == "BatchNormalization":
+                attrs = ("weight", "bias", "running_mean", "running_var")
+            else:
+                attrs = ("weight", "bias")
+            slots.extend((name, getattr(layer, attr)) for name, attr in zip(names, attrs))
+        return slots
+
+    @torch.no_grad()
+    def load_graph_params(self, graph: Graph) -> None:
+        """Copy ``graph``'s parameters into the layers (bit-exact)."""
+        for name, tensor in self._param_slots():
+            tensor.copy_(torch.from_numpy(graph.params[name]))
+
+    @torch.no_grad()
+    def to_graph(self) -> Graph:
+        """The IR graph with this module's current parameters (float32, bit-exact copies)."""
+        g = self.graph.copy()
+        for name, tensor in self._param_slots():
+            g.params[name] = tensor.detach().cpu().to(torch.float32).numpy().copy()
+        g.timesteps = self.timesteps
+        return g
+
+    def weight_layers(self) -> dict[str, nn.Module]:
+        """Node name -> Conv2d/Linear layer: the prunable, PE-mapped weights."""
+        return {n.name: self.layers[module_key(n.name)] for n in self.graph.weight_nodes()}
+
+    def set_timesteps(self, timesteps: int) -> None:
+        """Run with another T (e.g. ET-ticket search with fewer timesteps)."""
+        self.timesteps = timesteps
+        for layer in self.layers.values():
+            if isinstance(layer, LIF):
+                layer.timesteps = timesteps
+
+    # -- execution -----------------------------------------------------------------------------
+    def forward(
+        self, x: torch.Tensor, spikes: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Logits [T, B, classes]. If ``spikes`` is a dict, each LIF's output [T, B, ...] lands in it."""
+        values: dict[str, torch.Tensor] = {self.graph.input_name: x}
+        T = self.timesteps
+        for node in self.graph.nodes:
+            inp = values[node.inputs[0]]
+            op = node.op
+            if op in ("Conv", "BatchNormalization", "Gemm", "LIF"):
+                out = self.layers[module_key(node.name)](inp)
+                if op == "LIF" and spikes is not None:
+                    spikes[node.name] = out.reshape(T, -1, *out.shape[1:])
+            elif op == "DirectEncode":
+                out = inp.unsqueeze(0).expand(T, *inp.shape).reshape(-1, *inp.shape[1:])
+            elif op == "MaxPool":
+                k, s = node.attrs["kernel_shape"], node.attrs["strides"]
+                out = F.max_pool2d(inp, tuple(k), tuple(s))  # type: ignore[arg-type]
+            elif op == "GlobalAveragePool":
+                out = inp.mean(dim=(2, 3), keepdim=True)
+            elif op == "Add":
+                out = inp + values[node.inputs[1]]
+            elif op == "Flatten":
+                out = inp.flatten(1)
+            else:  # pragma: no cover - validate() rejects other ops
+                raise ValueError(f"unsupported op {op}")
+            values[node.output] = out
+        logits = values[self.graph.output_name]
+        return logits.reshape(T, -1, logits.shape[-1])
+
+
+def predict(logits: torch.Tensor) -> torch.Tensor:
+    """Class prediction: argmax of the logits summed over timesteps."""
+    return logits.sum(0).argmax(-1)
+
+
+def spike_sparsity(spikes: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Fraction of zero entries in each layer's spike tensor."""
+    return {k: float(1.0 - v.float().mean().item()) for k, v in spikes.items()}
+

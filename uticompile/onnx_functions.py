@@ -1,0 +1,172 @@
+"""The project's ONNX operators, written as model-local functions in the ``ai.uticompile`` domain.
+
+Functions let any onnxruntime execute a uticompile file (it inlines the bodies) while every reader
+can still recognize an LIF node by its domain and op type and read its parameters as attributes.
+
+- ``LIF(X) -> Y``: X is time-folded [T*N, ...]; the body reshapes it to [T, -1] and runs a Scan over
+  time: u = leak*u + gain*x; fire = u >= threshold; u = fire ? (reset == "hard" ? 0 : u - threshold) : u.
+- ``DirectEncode(X) -> Y``: repeats the analog X [N, ...] for every timestep -> [T*N, ...].
+- ``TimeSplit(X) -> Y``: unfolds time, [T*N, ...] -> [T, N, ...] (graph outputs).
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import AttributeProto, FunctionProto, NodeProto, TensorProto, helper
+
+DOMAIN = "ai.uticompile"
+DOMAIN_VERSION = 1
+OPSET = 21
+IR_VERSION = 10  # onnxruntime accepts up to 13; onnx >= 1.23 would write 14 by default
+
+_REF_TYPES = {
+    "value_float": AttributeProto.FLOAT,
+    "value_int": AttributeProto.INT,
+    "value_string": AttributeProto.STRING,
+}
+
+
+def _ref(output: str, kind: str, attribute: str) -> NodeProto:
+    """A Constant whose value is the calling node's attribute ``attribute``."""
+    node = helper.make_node("Constant", [], [output])
+    node.attribute.append(helper.make_attribute_ref(kind, _REF_TYPES[kind]))
+    node.attribute[-1].ref_attr_name = attribute
+    return node
+
+
+def _time_shape(x: str, prefix: str) -> list[NodeProto]:
+    """Nodes computing ``{prefix}tshape`` = [T, -1] from the ``timesteps`` attribute."""
+    return [
+        _ref(f"{prefix}T", "value_int", "timesteps"),
+        helper.make_node("Constant", [], [f"{prefix}axis0"], value_ints=[0]),
+        helper.make_node("Unsqueeze", [f"{prefix}T", f"{prefix}axis0"], [f"{prefix}T1"]),
+        helper.make_node("Constant", [], [f"{prefix}minus1"], value_ints=[-1]),
+    ]
+
+
+def lif_function() -> FunctionProto:
+    step = helper.make_graph(
+        [
+            helper.make_node("Mul", ["leak", "u_prev"], ["leaked"]),
+            helper.make_node("Mul", ["gain", "x_t"], ["driven"]),
+            helper.make_node("Add", ["leaked", "driven"], ["u"]),
+            helper.make_node("GreaterOrEqual", ["u", "threshold"], ["fire"]),
+            helper.make_node("Sub", ["u", "threshold"], ["u_sub"]),
+            helper.make_node("Mul", ["u_sub", "keep"], ["u_reset"]),
+            helper.make_node("Where", ["fire", "u_reset", "u"], ["u_next"]),
+            helper.make_node("Cast", ["fire"], ["s_t"], to=TensorProto.FLOAT),
+        ],
+        "lif_step",
+        [
+            helper.make_tensor_value_info("u_prev", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("x_t", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("u_next", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("s_t", TensorProto.FLOAT, None),
+        ],
+    )
+    nodes = [
+        _ref("leak", "value_float", "leak"),
+        _ref("threshold", "value_float", "threshold"),
+        _ref("gain", "value_float", "gain"),
+        _ref("reset", "value_string", "reset"),
+        helper.make_node("Constant", [], ["subtract"], value_string="subtract"),
+        helper.make_node("Equal", ["reset", "subtract"], ["is_subtract"]),
+        helper.make_node("Cast", ["is_subtract"], ["keep"], to=TensorProto.FLOAT),
+        *_time_shape("X", ""),
+        helper.make_node("Concat", ["T1", "minus1"], ["tshape"], axis=0),
+        helper.make_node("Shape", ["X"], ["xshape"]),
+        helper.make_node("Reshape", ["X", "tshape"], ["XT"]),
+        helper.make_node("Shape", ["XT"], ["state_shape"], start=1),
+        helper.make_node(
+            "ConstantOfShape",
+            ["state_shape"],
+            ["u0"],
+            value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+        ),
+        helper.make_node("Scan", ["u0", "XT"], ["u_last", "ST"], num_scan_inputs=1, body=step),
+        helper.make_node("Reshape", ["ST", "xshape"], ["Y"]),
+    ]
+    return helper.make_function(
+        DOMAIN,
+        "LIF",
+        ["X"],
+        ["Y"],
+        nodes,
+        [helper.make_opsetid("", OPSET)],
+        attributes=[
+            "leak",
+            "threshold",
+            "gain",
+            "reset",
+            "surrogate",
+            "alpha",
+            "detach_reset",
+            "timesteps",
+        ],
+        doc_string="Multi-step leaky integrate-and-fire neuron over time-folded input [T*N, ...].",
+    )
+
+
+def direct_encode_function() -> FunctionProto:
+    nodes = [
+        *_time_shape("X", ""),
+        helper.make_node("Unsqueeze", ["X", "axis0"], ["X1"]),
+        helper.make_node("Shape", ["X"], ["xshape"]),
+        helper.make_node("Shape", ["xshape"], ["rank"]),
+        helper.make_node(
+            "ConstantOfShape",
+            ["rank"],
+            ["ones"],
+            value=helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        ),
+        helper.make_node("Concat", ["T1", "ones"], ["reps"], axis=0),
+        helper.make_node("Expand", ["X1", "reps"], ["XT"]),
+        helper.make_node("Shape", ["X"], ["tail"], start=1),
+        helper.make_node("Concat", ["minus1", "tail"], ["yshape"], axis=0),
+        helper.make_node("Reshape", ["XT", "yshape"], ["Y"]),
+    ]
+    return helper.make_function(
+        DOMAIN,
+        "DirectEncode",
+        ["X"],
+        ["Y"],
+        nodes,
+        [helper.make_opsetid("", OPSET)],
+        attributes=["timesteps"],
+        doc_string="Direct encoding: repeat the analog input for every timestep, [N,...] -> [T*N,...].",
+    )
+
+
+def time_split_function() -> FunctionProto:
+    nodes = [
+        *_time_shape("X", ""),
+        helper.make_node("Shape", ["X"], ["tail"], start=1),
+        helper.make_node("Concat", ["T1", "minus1", "tail"], ["yshape"], axis=0),
+        helper.make_node("Reshape", ["X", "yshape"], ["Y"]),
+    ]
+    return helper.make_function(
+        DOMAIN,
+        "TimeSplit",
+        ["X"],
+        ["Y"],
+        nodes,
+        [helper.make_opsetid("", OPSET)],
+        attributes=["timesteps"],
+        doc_string="Unfold the time axis of a time-folded tensor: [T*N, ...] -> [T, N, ...].",
+    )
+
+
+def functions() -> list[FunctionProto]:
+    """The canonical definitions, in the order they are written into every model."""
+    return [lif_function(), direct_encode_function(), time_split_function()]
+
+
+def canonical_bytes() -> dict[str, bytes]:
+    """op type -> serialized canonical function, to recognize tampered or foreign definitions."""
+    return {f.name: f.SerializeToString(deterministic=True) for f in functions()}
+
+
+def opset_imports() -> list[onnx.OperatorSetIdProto]:
+    return [helper.make_opsetid("", OPSET), helper.make_opsetid(DOMAIN, DOMAIN_VERSION)]
