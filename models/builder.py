@@ -45,7 +45,9 @@ class GraphBuilder:
         self._count[kind] = self._count.get(kind, 0) + 1
         return f"{kind}{self._count[kind]}"
 
-    def _add(self, kind: str, op: str, inputs: tuple[str, ...], attrs: dict, name: str | None) -> str:
+    def _add(
+        self, kind: str, op: str, inputs: tuple[str, ...], attrs: dict, name: str | None
+    ) -> str:
         node = Node(name or self._name(kind), op, inputs, name or "", attrs)
         node.output = node.name
         self.graph.nodes.append(node)
@@ -68,7 +70,8 @@ class GraphBuilder:
         name = self._name("conv")
         in_ch = self.shape[x][0]
         std = np.sqrt(2.0 / (out_ch * k * k))
-        inputs = (x, self._param(f"{name}.weight", self.rng.normal(0.0, std, (out_ch, in_ch, k, k))))
+        weight = self.rng.normal(0.0, std, (out_ch, in_ch, k, k))
+        inputs: tuple[str, ...] = (x, self._param(f"{name}.weight", weight))
         if bias:
             inputs += (self._param(f"{name}.bias", np.zeros(out_ch)),)
         attrs = {"kernel_shape": (k, k), "strides": (stride, stride), "pads": (pad,) * 4}
@@ -84,7 +87,9 @@ class GraphBuilder:
             self._param(f"{name}.running_mean", np.zeros(c)),
             self._param(f"{name}.running_var", np.ones(c)),
         )
-        return self._add("bn", "BatchNormalization", inputs, {"epsilon": 1e-5, "momentum": 0.9}, name)
+        return self._add(
+            "bn", "BatchNormalization", inputs, {"epsilon": 1e-5, "momentum": 0.9}, name
+        )
 
     def lif(self, x: str) -> str:
         return self._add("lif", "LIF", (x,), self.neuron.attrs(), None)

@@ -42,23 +42,24 @@ class SNN(nn.Module):
         self.load_graph_params(graph)
 
     def _make_layer(self, node: Node, in_shape: tuple[int, ...]) -> nn.Module | None:
-        g, a = self.graph, node.attrs
+        g = self.graph
         if node.op == "Conv":
             w = g.params[node.inputs[1]]
-            pt, pl, pb, pr = a["pads"]  # type: ignore[misc]
+            pt, pl, pb, pr = node.ints("pads")
             if (pt, pl) != (pb, pr):
                 raise ValueError(f"node {node.name}: asymmetric padding is not supported")
             return nn.Conv2d(
                 w.shape[1],
                 w.shape[0],
-                tuple(a["kernel_shape"]),  # type: ignore[arg-type]
-                stride=tuple(a["strides"]),  # type: ignore[arg-type]
+                node.ints("kernel_shape"),  # type: ignore[arg-type]
+                stride=node.ints("strides"),  # type: ignore[arg-type]
                 padding=(pt, pl),
                 bias=len(node.inputs) == 3,
             )
         if node.op == "BatchNormalization":
             cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
-            return cls(in_shape[0], eps=float(a["epsilon"]), momentum=1.0 - float(a["momentum"]))
+            momentum = 1.0 - node.number("momentum")  # ONNX and torch define it oppositely
+            return cls(in_shape[0], eps=node.number("epsilon"), momentum=momentum)
         if node.op == "Gemm":
             w = g.params[node.inputs[1]]
             return nn.Linear(w.shape[1], w.shape[0])
@@ -75,11 +76,12 @@ class SNN(nn.Module):
             if not names:
                 continue
             layer = self.layers[module_key(node.name)]
+            attrs: tuple[str, ...] = ("weight", "bias")
             if node.op == "BatchNormalization":
                 attrs = ("weight", "bias", "running_mean", "running_var")
-            else:
-                attrs = ("weight", "bias")
-            slots.extend((name, getattr(layer, attr)) for name, attr in zip(names, attrs))
+            slots.extend(
+                (name, getattr(layer, attr)) for name, attr in zip(names, attrs, strict=False)
+            )
         return slots
 
     @torch.no_grad()
@@ -97,9 +99,14 @@ class SNN(nn.Module):
         g.timesteps = self.timesteps
         return g
 
-    def weight_layers(self) -> dict[str, nn.Module]:
+    def weight_layers(self) -> dict[str, nn.Conv2d | nn.Linear]:
         """Node name -> Conv2d/Linear layer: the prunable, PE-mapped weights."""
-        return {n.name: self.layers[module_key(n.name)] for n in self.graph.weight_nodes()}
+        out: dict[str, nn.Conv2d | nn.Linear] = {}
+        for n in self.graph.weight_nodes():
+            layer = self.layers[module_key(n.name)]
+            assert isinstance(layer, (nn.Conv2d, nn.Linear))
+            out[n.name] = layer
+        return out
 
     def set_timesteps(self, timesteps: int) -> None:
         """Run with another T (e.g. ET-ticket search with fewer timesteps)."""
@@ -112,7 +119,7 @@ class SNN(nn.Module):
     def forward(
         self, x: torch.Tensor, spikes: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Logits [T, B, classes]. If ``spikes`` is a dict, each LIF's output [T, B, ...] lands in it."""
+        """Logits [T, B, classes]; each LIF's output [T, B, ...] goes into ``spikes`` if given."""
         values: dict[str, torch.Tensor] = {self.graph.input_name: x}
         T = self.timesteps
         for node in self.graph.nodes:
@@ -125,8 +132,7 @@ class SNN(nn.Module):
             elif op == "DirectEncode":
                 out = inp.unsqueeze(0).expand(T, *inp.shape).reshape(-1, *inp.shape[1:])
             elif op == "MaxPool":
-                k, s = node.attrs["kernel_shape"], node.attrs["strides"]
-                out = F.max_pool2d(inp, tuple(k), tuple(s))  # type: ignore[arg-type]
+                out = F.max_pool2d(inp, node.ints("kernel_shape"), node.ints("strides"))
             elif op == "GlobalAveragePool":
                 out = inp.mean(dim=(2, 3), keepdim=True)
             elif op == "Add":
@@ -148,4 +154,3 @@ def predict(logits: torch.Tensor) -> torch.Tensor:
 def spike_sparsity(spikes: dict[str, torch.Tensor]) -> dict[str, float]:
     """Fraction of zero entries in each layer's spike tensor."""
     return {k: float(1.0 - v.float().mean().item()) for k, v in spikes.items()}
-

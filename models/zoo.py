@@ -9,7 +9,7 @@ is repeated for every timestep before the first LIF.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph, LIFParams
@@ -31,7 +31,7 @@ class ModelSpec:
     num_classes: int
     width: float = 1.0
     timesteps: int = 4
-    neuron: LIFParams = LIFParams()
+    neuron: LIFParams = field(default_factory=LIFParams)
     seed: int = 0
 
     def channels(self, c: int) -> int:

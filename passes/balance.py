@@ -42,9 +42,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from uticompile.passes.grouping import GroupLayout
 
 from uticompile.errors import ConfigError, PassError
+from uticompile.passes.grouping import GroupLayout
 
 BALANCE_MODES: tuple[str, ...] = ("uticket", "magnitude", "activity")
 

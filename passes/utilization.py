@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from uticompile.passes.grouping import GroupLayout
 
 from uticompile.errors import ConfigError
+from uticompile.passes.grouping import GroupLayout
 
 
 def eq2(t: np.ndarray, active: np.ndarray, *, ceil_avg: bool = False) -> np.ndarray:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from uticompile.errors import ConfigError, PassError
 from uticompile.passes import balance as balance_mod
 from uticompile.passes.balance import balance_mask, check_balanced, workload_targets
 from uticompile.passes.grouping import GROUPINGS, GroupLayout, group_layout
-
-from uticompile.errors import ConfigError, PassError
 
 COUNT_MODES = ("uticket", "magnitude")
 

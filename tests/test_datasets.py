@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+
+from uticompile.errors import ConfigError, DatasetError
 from uticompile.models.datasets import (
     DATASETS,
     AugmentSpec,
@@ -27,8 +29,6 @@ from uticompile.models.datasets import (
     to_float,
 )
 from uticompile.models.datasets.convert import channel_stats
-
-from uticompile.errors import ConfigError, DatasetError
 
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 FMNIST_FILES = [

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from uticompile.passes.grouping import GROUPINGS, GroupLayout, group_layout
 
 from uticompile.errors import ConfigError, PassError
+from uticompile.passes.grouping import GROUPINGS, GroupLayout, group_layout
 
 
 def test_sata_partial_group_by_hand() -> None:

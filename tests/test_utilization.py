@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+
+from uticompile.errors import ConfigError
 from uticompile.passes.grouping import group_layout
 from uticompile.passes.utilization import (
     StaticStats,
@@ -14,8 +16,6 @@ from uticompile.passes.utilization import (
     network_utilization,
     static_stats,
 )
-
-from uticompile.errors import ConfigError
 
 ALL4 = np.ones(4, dtype=bool)
 

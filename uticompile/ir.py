@@ -4,10 +4,10 @@ An IR ``Graph`` is a list of nodes in topological order over named values, plus 
 It is what every stage shares: the model zoo builds it, PyTorch trains it (models.snn), ONNX stores
 it (onnx_export / onnx_import) and the compiler passes rewrite it.
 
-Time: the input image is analog and has no time axis. ``DirectEncode`` (direct encoding) repeats its
-input for every timestep; from there on every value is *time-folded*, shape [T*B, ...] with the
-timestep as the outer index, so stateless layers (conv, BN, pool, linear) appear once and process all
-timesteps as one batch (tick-batched, like the hardware), while ``LIF`` nodes run the membrane
+Time: the input image is analog and has no time axis. ``DirectEncode`` (direct encoding) repeats
+its input for every timestep; from there on every value is *time-folded*, shape [T*B, ...] with the
+timestep as the outer index, so stateless layers (conv, BN, pool, linear) appear once and process
+all timesteps as one batch (tick-batched, like the hardware), while ``LIF`` nodes run the membrane
 recurrence over the time axis. The graph output (logits) is time-folded too.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from uticompile.errors import ModelFormatError
 
-AttrValue = Union[int, float, str, tuple[int, ...]]
+AttrValue = Union[int, float, str, tuple[int, ...]]  # noqa: UP007 (a runtime alias on 3.10)
 
 #: Ops of the IR and the attributes each carries (with their types).
 OP_ATTRS: dict[str, dict[str, type]] = {
@@ -75,11 +75,11 @@ def as_float32(value: float) -> float:
 
 @dataclass(frozen=True)
 class LIFParams:
-    """LIF neuron of the paper's Eq. 1: u_t = leak * u_{t-1} + gain * x_t, spike when u_t >= threshold.
+    """LIF neuron of the paper's Eq. 1: u_t = leak * u_{t-1} + gain * x_t, fires at u_t >= threshold.
 
     ``gain`` lets the public code's SpikingJelly neuron (u = 0.25 u + 0.75 x) be expressed exactly.
-    ``surrogate``/``alpha`` and ``detach_reset`` only matter for training, but travel with the model so
-    an imported file trains as it was trained.
+    ``surrogate``/``alpha`` and ``detach_reset`` only matter for training, but travel with the
+    model so an imported file trains as it was trained.
     """
 
     leak: float = 0.5
@@ -128,6 +128,14 @@ NEURON_PRESETS: dict[str, LIFParams] = {
 }
 
 
+def _normalize(value: AttrValue, kind: type | None) -> AttrValue:
+    if kind is float and isinstance(value, (int, float)):
+        return as_float32(value)
+    if kind is tuple and isinstance(value, (list, tuple)):
+        return tuple(int(v) for v in value)
+    return value
+
+
 @dataclass
 class Node:
     """One operation. Outputs: exactly one value, named like the node unless said otherwise."""
@@ -141,10 +149,18 @@ class Node:
     def __post_init__(self) -> None:
         # ONNX stores float attributes as float32: keep only values that survive the round trip.
         types = OP_ATTRS.get(self.op, {})
-        self.attrs = {
-            k: as_float32(v) if types.get(k) is float else (tuple(v) if types.get(k) is tuple else v)  # type: ignore[arg-type]
-            for k, v in self.attrs.items()
-        }
+        self.attrs = {k: _normalize(v, types.get(k)) for k, v in self.attrs.items()}
+
+    def ints(self, key: str) -> tuple[int, ...]:
+        """A list-of-ints attribute (kernel_shape, strides, pads)."""
+        value = self.attrs[key]
+        assert isinstance(value, tuple)
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.attrs[key]
+        assert isinstance(value, (int, float))
+        return float(value)
 
     def lif(self) -> LIFParams:
         if self.op != "LIF":
@@ -215,7 +231,7 @@ class Graph:
 
     # -- invariants ------------------------------------------------------------------------------
     def validate(self) -> None:
-        """Check the structural invariants every stage relies on; raise ModelFormatError if broken."""
+        """Check the invariants every stage relies on; raise ModelFormatError if one is broken."""
         if self.timesteps < 1:
             raise ModelFormatError(f"timesteps must be >= 1, got {self.timesteps}")
         if self.encoding not in ENCODINGS:
@@ -310,9 +326,9 @@ def infer_shapes(g: Graph) -> dict[str, tuple[int, ...]]:
         p = [g.params[name].shape for name in g.param_names(n)]
         out: tuple[int, ...]
         if n.op == "Conv":
-            kh, kw = n.attrs["kernel_shape"]  # type: ignore[misc]
-            sh, sw = n.attrs["strides"]  # type: ignore[misc]
-            pt, pl, pb, pr = n.attrs["pads"]  # type: ignore[misc]
+            kh, kw = n.ints("kernel_shape")
+            sh, sw = n.ints("strides")
+            pt, pl, pb, pr = n.ints("pads")
             w = p[0]
             if len(x) != 3 or len(w) != 4 or w[1] != x[0] or (w[2], w[3]) != (kh, kw):
                 raise ModelFormatError(f"node {n.name!r}: weight {w} does not fit input {x}")
@@ -324,8 +340,8 @@ def infer_shapes(g: Graph) -> dict[str, tuple[int, ...]]:
                 raise ModelFormatError(f"node {n.name!r}: BN parameters do not fit input {x}")
             out = x
         elif n.op == "MaxPool":
-            kh, kw = n.attrs["kernel_shape"]  # type: ignore[misc]
-            sh, sw = n.attrs["strides"]  # type: ignore[misc]
+            kh, kw = n.ints("kernel_shape")
+            sh, sw = n.ints("strides")
             out = (x[0], _conv_out(x[1], kh, sh, 0, 0), _conv_out(x[2], kw, sw, 0, 0))
         elif n.op == "GlobalAveragePool":
             out = (x[0], 1, 1)

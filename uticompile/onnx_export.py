@@ -32,13 +32,22 @@ _FIXED_ATTRS: dict[str, dict[str, object]] = {
 
 
 def _onnx_node(node: Node, timesteps: int) -> onnx.NodeProto:
-    attrs: dict[str, object] = {k: list(v) if isinstance(v, tuple) else v for k, v in node.attrs.items()}
+    attrs: dict[str, object] = {
+        k: list(v) if isinstance(v, tuple) else v for k, v in node.attrs.items()
+    }
     attrs.update(_FIXED_ATTRS.get(node.op, {}))
     domain = ""
     if node.op in ("LIF", "DirectEncode"):
         domain = DOMAIN
         attrs["timesteps"] = timesteps
-    return helper.make_node(node.op, list(node.inputs), [node.output], name=node.name, domain=domain, **attrs)
+    return helper.make_node(
+        node.op,
+        list(node.inputs),
+        [node.output],
+        name=node.name,
+        domain=domain,
+        **attrs,  # type: ignore[arg-type]
+    )
 
 
 def time_split(value: str, output: str, timesteps: int) -> onnx.NodeProto:
@@ -60,8 +69,13 @@ def to_onnx(graph: Graph, *, spike_outputs: bool = False) -> onnx.ModelProto:
     onnx_graph = helper.make_graph(
         nodes,
         graph.name,
-        [helper.make_tensor_value_info(INPUT if graph.input_name == INPUT else graph.input_name,
-                                       TensorProto.FLOAT, ["N", c, h, w])],
+        [
+            helper.make_tensor_value_info(
+                INPUT if graph.input_name == INPUT else graph.input_name,
+                TensorProto.FLOAT,
+                ["N", c, h, w],
+            )
+        ],
         outputs,
         initializer=[numpy_helper.from_array(v, k) for k, v in graph.params.items()],
     )
@@ -103,7 +117,7 @@ def with_spike_outputs(model: onnx.ModelProto, graph: Graph) -> onnx.ModelProto:
         if name in existing:
             continue
         out.graph.node.append(time_split(node.output, name, T))
-        dims = [T, "N", *shapes[node.output]]
+        dims: list[int | str] = [T, "N", *shapes[node.output]]
         out.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
     return out
 

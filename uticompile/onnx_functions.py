@@ -3,8 +3,9 @@
 Functions let any onnxruntime execute a uticompile file (it inlines the bodies) while every reader
 can still recognize an LIF node by its domain and op type and read its parameters as attributes.
 
-- ``LIF(X) -> Y``: X is time-folded [T*N, ...]; the body reshapes it to [T, -1] and runs a Scan over
-  time: u = leak*u + gain*x; fire = u >= threshold; u = fire ? (reset == "hard" ? 0 : u - threshold) : u.
+- ``LIF(X) -> Y``: X is time-folded [T*N, ...]; the body reshapes it to [T, -1] and runs a Scan
+  over time: u = leak*u + gain*x; fire = u >= threshold;
+  u = fire ? (reset == "hard" ? 0 : u - threshold) : u.
 - ``DirectEncode(X) -> Y``: repeats the analog X [N, ...] for every timestep -> [T*N, ...].
 - ``TimeSplit(X) -> Y``: unfolds time, [T*N, ...] -> [T, N, ...] (graph outputs).
 """
@@ -135,7 +136,7 @@ def direct_encode_function() -> FunctionProto:
         nodes,
         [helper.make_opsetid("", OPSET)],
         attributes=["timesteps"],
-        doc_string="Direct encoding: repeat the analog input for every timestep, [N,...] -> [T*N,...].",
+        doc_string="Direct encoding: repeat the analog input per timestep, [N,...] -> [T*N,...].",
     )
 
 

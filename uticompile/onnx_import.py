@@ -28,8 +28,13 @@ _FIXED: dict[str, dict[str, object]] = {
     "Gemm": {"transB": 1, "transA": 0, "alpha": 1.0, "beta": 1.0},
     "Flatten": {"axis": 1},
     "BatchNormalization": {"training_mode": 0},
-    "MaxPool": {"pads": [0, 0, 0, 0], "dilations": [1, 1], "ceil_mode": 0, "auto_pad": b"NOTSET",
-                "storage_order": 0},
+    "MaxPool": {
+        "pads": [0, 0, 0, 0],
+        "dilations": [1, 1],
+        "ceil_mode": 0,
+        "auto_pad": b"NOTSET",
+        "storage_order": 0,
+    },
 }
 _DEFAULTS: dict[str, dict[str, object]] = {
     "BatchNormalization": {"epsilon": 1e-5, "momentum": 0.9},
@@ -171,7 +176,9 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
         raise ModelFormatError(f"expected one graph input, found {len(inputs)}")
     dims = inputs[0].type.tensor_type.shape.dim
     if len(dims) != 4 or not all(d.HasField("dim_value") for d in dims[1:]):
-        raise ModelFormatError(f"graph input {inputs[0].name!r} must be [N, C, H, W] with fixed C,H,W")
+        raise ModelFormatError(
+            f"graph input {inputs[0].name!r} must be [N, C, H, W] with fixed C,H,W"
+        )
     input_shape = (dims[1].dim_value, dims[2].dim_value, dims[3].dim_value)
     outputs = {o.name for o in g.output}
     if OUTPUT not in outputs:

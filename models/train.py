@@ -1,0 +1,272 @@
+"""Training and evaluation of IR graphs in PyTorch.
+
+SGD with momentum and weight decay passed by keyword (the public code's positional third argument
+is dampening, which silently turned its weight decay off), a cosine schedule stepped per epoch,
+loss = mean over timesteps of the per-timestep cross-entropy. Optional masks hold pruned weights at
+exactly zero: their gradients are zeroed before the step and the weights re-masked after it, so
+neither momentum nor weight decay can revive them.
+
+A checkpoint after every epoch (model, optimizer, schedule and RNG state, loaded with
+``weights_only=True``) lets an interrupted run resume to the same result as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from uticompile.errors import ConfigError
+from uticompile.fileio import atomic_open
+from uticompile.ir import Graph
+from uticompile.models.datasets import Dataset, iterate_batches, num_batches
+from uticompile.models.snn import SNN, predict
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every option of a training run; the CLI and saved run configs are built from these fields."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    device: str = "cpu"
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if self.weight_decay < 0 or not (0 <= self.momentum < 1):
+            raise ConfigError("weight decay must be >= 0 and momentum in [0, 1)")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available")
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Reported after every optimizer step, for progress bars."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    loss: float
+    accuracy: float
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    graph: Graph
+    history: list[EpochRecord] = field(default_factory=list)
+
+    def to_json(self) -> list[dict[str, float]]:
+        return [asdict(r) for r in self.history]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def timestep_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over timesteps of the cross-entropy of each timestep's logits [T, B, K]."""
+    T = logits.shape[0]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.repeat(T))
+
+
+def apply_masks(net: SNN, masks: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Zero pruned weights in place; returns the masks as tensors on the weights' device."""
+    layers = net.weight_layers()
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, mask in masks.items():
+            w = layers[name].weight
+            m = torch.as_tensor(mask, dtype=w.dtype, device=w.device)
+            if m.shape != w.shape:
+                raise ConfigError(
+                    f"mask for {name} has shape {tuple(m.shape)}, weight {tuple(w.shape)}"
+                )
+            w.mul_(m)
+            out[name] = m
+    return out
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_open(path) as handle:
+        torch.save(state, handle)
+
+
+def train(
+    graph: Graph,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    masks: Mapping[str, np.ndarray] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_epoch_end: Callable[[int, SNN], None] | None = None,
+) -> TrainResult:
+    """Train ``graph`` on ``data``; returns the trained graph (a new object) and the history.
+
+    With ``checkpoint``, state is saved there after every epoch and, if the file exists when
+    training starts, training resumes from it. ``on_epoch_end(epoch, net)`` is called after each
+    epoch (1-based), e.g. to snapshot weights for late rewinding.
+    """
+    if tuple(data.input_shape) != tuple(graph.input_shape):
+        raise ConfigError(
+            f"dataset images are {data.input_shape}, the model expects {graph.input_shape}"
+        )
+    if data.num_classes != graph.num_classes:
+        raise ConfigError(f"dataset has {data.num_classes} classes, the model {graph.num_classes}")
+    gen = seed_everything(config.seed)
+    device = torch.device(config.device)
+    net = SNN(graph).to(device)
+    mask_t = apply_masks(net, masks or {})
+    opt = torch.optim.SGD(
+        net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
+    result = TrainResult(graph=graph)
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=True)
+        if state.get("config") != asdict(config):
+            raise ConfigError(f"{ckpt}: checkpoint was written with other options; remove it")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["epoch"])
+        result.history = [EpochRecord(**r) for r in state["history"]]
+    steps = num_batches(data, "train", config.batch_size)
+    for epoch in range(start, config.epochs):
+        net.train()
+        t0 = time.perf_counter()
+        total_loss, correct, seen = 0.0, 0, 0
+        lr = opt.param_groups[0]["lr"]
+        for step, (x, y) in enumerate(
+            iterate_batches(
+                data,
+                "train",
+                config.batch_size,
+                shuffle=True,
+                augment=config.augment,
+                generator=gen,
+            )
+        ):
+            x, y = x.to(device), y.to(device)
+            logits = net(x)
+            loss = timestep_loss(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            layers = net.weight_layers()
+            for name, m in mask_t.items():
+                grad = layers[name].weight.grad
+                if grad is not None:
+                    grad.mul_(m)
+            opt.step()
+            if mask_t:
+                with torch.no_grad():
+                    for name, m in mask_t.items():
+                        layers[name].weight.mul_(m)
+            total_loss += float(loss.detach()) * len(y)
+            correct += int((predict(logits.detach()) == y).sum())
+            seen += len(y)
+            if on_step is not None:
+                on_step(
+                    StepInfo(
+                        epoch + 1,
+                        config.epochs,
+                        step + 1,
+                        steps,
+                        float(loss.detach()),
+                        correct / seen,
+                    )
+                )
+        sched.step()
+        result.history.append(
+            EpochRecord(epoch + 1, total_loss / seen, correct / seen, lr, time.perf_counter() - t0)
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, net)
+        if ckpt is not None:
+            _save_checkpoint(
+                ckpt,
+                {
+                    "config": asdict(config),
+                    "epoch": epoch + 1,
+                    "model": net.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": [asdict(r) for r in result.history],
+                },
+            )
+    net.cpu().eval()
+    result.graph = net.to_graph()
+    return result
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Accuracy and per-layer spike sparsity (fraction of zeros in each LIF's output)."""
+
+    accuracy: float
+    samples: int
+    spike_sparsity: dict[str, float]
+
+    @property
+    def mean_spike_sparsity(self) -> float:
+        values = list(self.spike_sparsity.values())
+        return float(np.mean(values)) if values else 0.0
+
+
+@torch.no_grad()
+def evaluate(
+    graph: Graph, data: Dataset, *, batch_size: int = 256, split: str = "test"
+) -> Evaluation:
+    """Accuracy and spike sparsity of ``graph`` computed in PyTorch."""
+    net = SNN(graph).eval()
+    correct = seen = 0
+    zeros: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    for x, y in iterate_batches(
+        data, split, batch_size, shuffle=False, augment=False, generator=None
+    ):
+        spikes: dict[str, torch.Tensor] = {}
+        correct += int((predict(net(x, spikes)) == y).sum())
+        seen += len(y)
+        for k, v in spikes.items():
+            zeros[k] = zeros.get(k, 0.0) + float((v == 0).sum())
+            sizes[k] = sizes.get(k, 0) + v.numel()
+    return Evaluation(correct / max(seen, 1), seen, {k: zeros[k] / sizes[k] for k in zeros})
