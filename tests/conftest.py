@@ -45,5 +45,5 @@ def dyadic_input(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def small_graphs() -> dict[str, Graph]:
-    spec = ModelSpec((1, 32, 32), 10, timesteps=4, neuron=NEURON_PRESETS["paper"], seed=3)
+    spec = ModelSpec((1, 16, 16), 10, timesteps=4, neuron=NEURON_PRESETS["paper"], seed=3)
     return {name: build_model(name, spec) for name in ("vgg_small", "resnet_small")}
