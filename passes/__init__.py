@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Compiler passes on an imported SNN: PE grouping, workload balancing, pruning, utilization."""
