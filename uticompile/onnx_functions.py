@@ -45,6 +45,19 @@ def _time_shape(x: str, prefix: str) -> list[NodeProto]:
     ]
 
 
+def _function(name: str, nodes: list[NodeProto], attributes: list[str], doc: str) -> FunctionProto:
+    return helper.make_function(
+        DOMAIN,
+        name,
+        ["X"],
+        ["Y"],
+        nodes,
+        [helper.make_opsetid("", OPSET)],
+        attributes=attributes,
+        doc_string=doc,
+    )
+
+
 def lif_function() -> FunctionProto:
     step = helper.make_graph(
         [
@@ -89,14 +102,10 @@ def lif_function() -> FunctionProto:
         helper.make_node("Scan", ["u0", "XT"], ["u_last", "ST"], num_scan_inputs=1, body=step),
         helper.make_node("Reshape", ["ST", "xshape"], ["Y"]),
     ]
-    return helper.make_function(
-        DOMAIN,
+    return _function(
         "LIF",
-        ["X"],
-        ["Y"],
         nodes,
-        [helper.make_opsetid("", OPSET)],
-        attributes=[
+        [
             "leak",
             "threshold",
             "gain",
@@ -106,7 +115,7 @@ def lif_function() -> FunctionProto:
             "detach_reset",
             "timesteps",
         ],
-        doc_string="Multi-step leaky integrate-and-fire neuron over time-folded input [T*N, ...].",
+        "Multi-step leaky integrate-and-fire neuron over time-folded input [T*N, ...].",
     )
 
 
@@ -128,15 +137,11 @@ def direct_encode_function() -> FunctionProto:
         helper.make_node("Concat", ["minus1", "tail"], ["yshape"], axis=0),
         helper.make_node("Reshape", ["XT", "yshape"], ["Y"]),
     ]
-    return helper.make_function(
-        DOMAIN,
+    return _function(
         "DirectEncode",
-        ["X"],
-        ["Y"],
         nodes,
-        [helper.make_opsetid("", OPSET)],
-        attributes=["timesteps"],
-        doc_string="Direct encoding: repeat the analog input per timestep, [N,...] -> [T*N,...].",
+        ["timesteps"],
+        "Direct encoding: repeat the analog input per timestep, [N,...] -> [T*N,...].",
     )
 
 
@@ -147,15 +152,11 @@ def time_split_function() -> FunctionProto:
         helper.make_node("Concat", ["T1", "minus1", "tail"], ["yshape"], axis=0),
         helper.make_node("Reshape", ["X", "yshape"], ["Y"]),
     ]
-    return helper.make_function(
-        DOMAIN,
+    return _function(
         "TimeSplit",
-        ["X"],
-        ["Y"],
         nodes,
-        [helper.make_opsetid("", OPSET)],
-        attributes=["timesteps"],
-        doc_string="Unfold the time axis of a time-folded tensor: [T*N, ...] -> [T, N, ...].",
+        ["timesteps"],
+        "Unfold the time axis of a time-folded tensor: [T*N, ...] -> [T, N, ...].",
     )
 
 
