@@ -1,1 +1,1 @@
-"""The SNN model zoo in PyTorch: LIF neurons, zoo builders, the IR interpreter, training, datasets."""
+"""The SNN model zoo in PyTorch: LIF neurons, zoo builders, IR interpreter, training, datasets."""

@@ -44,7 +44,7 @@ BAD = [
          "-o", "{tmp}/out.onnx"],
         "cifar10: missing directory",
     ),
-    (["train", "--model", "vgg_small", "--dataset", "imagenet", "-o", "{tmp}/out.onnx"], "imagenet"),
+    (["train", "--model", "vgg_small", "--dataset", "imagenet", "-o", "{tmp}/o.onnx"], "imagenet"),
 ]  # fmt: skip
 
 

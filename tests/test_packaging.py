@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,8 +19,10 @@ def test_every_source_folder_is_a_declared_package() -> None:
     mapping = cfg["package-dir"]
     found = set()
     for package, folder in mapping.items():
-        if "." in package and package.rsplit(".", 1)[0] in mapping and mapping[package].startswith(
-            mapping[package.rsplit(".", 1)[0]] + "/"
+        if (
+            "." in package
+            and package.rsplit(".", 1)[0] in mapping
+            and mapping[package].startswith(mapping[package.rsplit(".", 1)[0]] + "/")
         ):
             continue  # a subfolder mapping, walked from its parent below
         for init in (ROOT / folder).rglob("__init__.py"):

@@ -1,4 +1,4 @@
-"""The zoo matches the reference architectures, and the builder's initialization is the reference one."""
+"""The zoo matches the reference architectures and the reference initialization."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_reference_initialization() -> None:
     w = g.params["conv8.weight"]  # 512 x 256 x 3 x 3: kaiming normal, fan_out = 512 * 9
     assert w.std() == pytest.approx(np.sqrt(2 / (512 * 9)), rel=0.01)
     assert np.all(g.params["conv8.bias"] == 0)
-    assert np.all(g.params["bn3.weight"] == 1) and np.all(g.params["bn3.bias"] == 0)
+    assert np.all(g.params["bn3.weight"] == 1)
+    assert np.all(g.params["bn3.bias"] == 0)
     assert g.params["fc1.weight"].std() == pytest.approx(0.01, rel=0.1)
     same = build_model("vgg16", ModelSpec((3, 32, 32), 10, seed=5))
     assert same.equals(g)

@@ -75,7 +75,7 @@ def as_float32(value: float) -> float:
 
 @dataclass(frozen=True)
 class LIFParams:
-    """LIF neuron of the paper's Eq. 1: u_t = leak * u_{t-1} + gain * x_t, fires at u_t >= threshold.
+    """LIF neuron of Eq. 1: u_t = leak * u_{t-1} + gain * x_t; it fires when u_t >= threshold.
 
     ``gain`` lets the public code's SpikingJelly neuron (u = 0.25 u + 0.75 x) be expressed exactly.
     ``surrogate``/``alpha`` and ``detach_reset`` only matter for training, but travel with the
