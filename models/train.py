@@ -60,7 +60,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class StepInfo:
-    """Reported after every optimizer step, for progress bars."""
+    """Reported after every optimizer step, for progress bars (loss and accuracy: epoch so far)."""
 
     epoch: int
     epochs: int
@@ -208,7 +208,7 @@ def train(
                         config.epochs,
                         step + 1,
                         steps,
-                        float(loss.detach()),
+                        total_loss / seen,
                         correct / seen,
                     )
                 )
