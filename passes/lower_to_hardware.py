@@ -1,0 +1,130 @@
+"""LowerToHardware: turn a BN-free IR graph into the accelerator's layer list (float weights).
+
+- the first conv, which feeds ``DirectEncode``, becomes ``ENCODE`` (the analog layer, run once);
+- conv -> ``CONV``, linear -> ``FC``, max-pool -> ``MAXPOOL`` (an OR on spikes), add -> ``ADD``,
+  flatten -> ``FLATTEN``;
+- global average pooling -> ``SUMPOOL`` (spike counts), its 1/(H*W) folded into the next ``FC``'s
+  weights so the hardware never divides;
+- LIF -> ``LIF`` with the input gain folded into the threshold: u = leak*u + g*x fires at theta
+  exactly when v = u/g, v = leak*v + x, fires at theta/g (hard or subtract reset alike).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from uticompile.errors import PassError
+from uticompile.hardware import HardwareConfig
+from uticompile.hwir import NETWORK_INPUT, HwLayer, HwModule
+from uticompile.ir import Graph
+from uticompile.passes.base import PassResult
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    return (shape[0], shape[1], shape[2]) if len(shape) == 3 else (shape[0], 1, 1)
+
+
+@dataclass(frozen=True)
+class LowerToHardware:
+    hw: HardwareConfig
+    grouping: str = "sata"
+    input_bound: float = 1.0
+
+    name: ClassVar[str] = "lower-to-hardware"
+
+    def __call__(self, graph: Graph) -> PassResult:
+        shapes = graph.shapes()
+        index: dict[str, int] = {graph.input_name: NETWORK_INPUT}
+        divisor: dict[str, float] = {}  # value -> pending 1/(H*W) of a SUMPOOL
+        layers: list[HwLayer] = []
+
+        def add(layer: HwLayer, value: str) -> None:
+            layers.append(layer)
+            index[value] = len(layers) - 1
+
+        for node in graph.nodes:
+            if node.op == "BatchNormalization":
+                raise PassError(f"BatchNorm {node.name!r} must be folded first")
+            x = node.inputs[0]
+            in_shape, out_shape = _chw(shapes[x]), _chw(shapes[node.output])
+            base = {"name": node.name, "in_shape": in_shape, "out_shape": out_shape}
+            if x in divisor and node.op not in ("Flatten", "Gemm"):
+                raise PassError(f"{node.name!r}: a global average pool must feed a linear layer")
+            if node.op == "DirectEncode":
+                producer = graph.producer(x)
+                if (
+                    producer is None
+                    or producer.op != "Conv"
+                    or producer.inputs[0] != graph.input_name
+                ):
+                    raise PassError("direct encoding must follow a conv on the network input")
+                layers[index[x]].kind = "ENCODE"
+                index[node.output] = index[x]
+                continue
+            if index.get(x) == NETWORK_INPUT and node.op != "Conv":
+                raise PassError(f"{node.name!r}: only the encoding conv may read the analog input")
+            if node.op in ("Conv", "Gemm"):
+                w = graph.params[node.inputs[1]]
+                b = graph.params[node.inputs[2]] if len(node.inputs) == 3 else np.zeros(w.shape[0])
+                if node.op == "Gemm" and x in divisor:
+                    w = (w.astype(np.float64) * divisor[x]).astype(np.float32)
+                layer = HwLayer(
+                    **base,  # type: ignore[arg-type]
+                    kind="CONV" if node.op == "Conv" else "FC",
+                    inputs=(index[x],),
+                    weight=w.copy(),
+                    bias=np.asarray(b, np.float32).copy(),
+                )
+                if node.op == "Conv":
+                    layer.kernel = node.ints("kernel_shape")  # type: ignore[assignment]
+                    layer.stride = node.ints("strides")  # type: ignore[assignment]
+                    layer.pads = node.ints("pads")  # type: ignore[assignment]
+                add(layer, node.output)
+            elif node.op == "LIF":
+                p = node.lif()
+                if layers[index[x]].kind not in ("CONV", "FC", "ADD", "ENCODE"):
+                    raise PassError(f"LIF {node.name!r} must read partial sums")
+                layer = HwLayer(**base, kind="LIF", inputs=(index[x],))  # type: ignore[arg-type]
+                layer.threshold, layer.leak, layer.reset = p.threshold / p.gain, p.leak, p.reset
+                add(layer, node.output)
+            elif node.op == "MaxPool":
+                layer = HwLayer(**base, kind="MAXPOOL", inputs=(index[x],))  # type: ignore[arg-type]
+                layer.kernel = node.ints("kernel_shape")  # type: ignore[assignment]
+                layer.stride = node.ints("strides")  # type: ignore[assignment]
+                add(layer, node.output)
+            elif node.op == "GlobalAveragePool":
+                layer = HwLayer(**base, kind="SUMPOOL", inputs=(index[x],))  # type: ignore[arg-type]
+                layer.kernel = (in_shape[1], in_shape[2])
+                layer.stride = layer.kernel
+                add(layer, node.output)
+                divisor[node.output] = 1.0 / (in_shape[1] * in_shape[2])
+            elif node.op == "Flatten":
+                layer = HwLayer(**base, kind="FLATTEN", inputs=(index[x],))  # type: ignore[arg-type]
+                add(layer, node.output)
+                if x in divisor:
+                    divisor[node.output] = divisor[x]
+            elif node.op == "Add":
+                inputs = (index[x], index[node.inputs[1]])
+                layer = HwLayer(**base, kind="ADD", inputs=inputs)  # type: ignore[arg-type]
+                add(layer, node.output)
+            else:  # pragma: no cover - validate() admits no other op
+                raise PassError(f"{node.name!r}: op {node.op} has no hardware lowering")
+        if index[graph.output_name] != len(layers) - 1 or layers[-1].kind != "FC":
+            raise PassError("the network must end with its classifier (a linear layer)")
+        encoders = [layer for layer in layers if layer.kind == "ENCODE"]
+        if len(encoders) != 1:
+            raise PassError("the network needs exactly one direct-encoding conv")
+        module = HwModule(
+            name=graph.name,
+            timesteps=graph.timesteps,
+            num_classes=graph.num_classes,
+            input_shape=graph.input_shape,
+            hw=self.hw,
+            grouping=self.grouping,
+            input_bound=self.input_bound,
+            layers=layers,
+        )
+        return PassResult(module, True)
