@@ -23,7 +23,7 @@ class PassResult:
 class Pass(Protocol):
     name: ClassVar[str]
 
-    def __call__(self, module: Any) -> PassResult: ...
+    def __call__(self, module: Any, /) -> PassResult: ...
 
 
 @dataclass(frozen=True)
