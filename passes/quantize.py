@@ -92,10 +92,15 @@ class Quantize:
         layers = module.layers
         roots = _scale_groups(layers)
         want: dict[int, int] = {}
+        thresholds = _consumer_thresholds(layers)
         for i, layer in enumerate(layers):
             if layer.kind in ("CONV", "FC"):
-                assert layer.weight is not None
+                assert layer.weight is not None and layer.bias is not None
                 s = frac_bits_for(float(np.abs(layer.weight).max(initial=0.0)), self.bits)
+                # the threshold and the biases must fit a quarter of the accumulator range, or
+                # tiny weights (a linear head) would push them past it
+                value = max(float(np.abs(layer.bias).max(initial=0.0)), thresholds.get(i, 0.0))
+                s = min(s, frac_bits_for(value, self.acc_bits - 2)) if value > 0 else s
                 want[roots[i]] = min(want.get(roots[i], s), s)
         acc_max = 2 ** (self.acc_bits - 1) - 1
         s_in = frac_bits_for(module.input_bound, self.input_bits)
@@ -187,6 +192,22 @@ class Quantize:
             may_overflow=bool(bound > acc_max),
             nonzero=int(nz.sum()),
         )
+
+
+def _consumer_thresholds(layers: list[HwLayer]) -> dict[int, float]:
+    """Weight layer -> threshold of the LIF its partial sums reach (directly or through an ADD)."""
+    out: dict[int, float] = {}
+    for layer in layers:
+        if layer.kind != "LIF":
+            continue
+        stack = [layer.inputs[0]]
+        while stack:
+            j = stack.pop()
+            if layers[j].kind == "ADD":
+                stack.extend(k for k in layers[j].inputs if layers[k].kind in PSUM_KINDS)
+            elif layers[j].kind in ("CONV", "FC"):
+                out[j] = max(out.get(j, 0.0), layer.threshold)
+    return out
 
 
 def _count_bound(layers: list[HwLayer], layer: HwLayer) -> int:

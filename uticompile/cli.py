@@ -412,6 +412,16 @@ def prune(
     _emit(as_json, payload, text)
 
 
+def _register_hardware_commands() -> None:
+    from uticompile.cli_hw import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_hardware_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning every user error into one line and an exit code."""
     try:

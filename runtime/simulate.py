@@ -1,0 +1,172 @@
+"""Running a mapping on dataset samples or spike traces, costing it, and checking it.
+
+``--check`` recompiles the source ONNX with the options stored in the mapping, requires the
+result to be byte-identical to the mapping (so the check is about this very file), then runs the
+quantized network in onnxruntime on the same inputs and requires identical spikes in every LIF
+layer and identical predictions; the first mismatch is reported with layer, position and timestep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from uticompile.compiler import MapConfig, compile_graph, to_mapping
+from uticompile.errors import UticompileError
+from uticompile.hardware import HardwareConfig
+from uticompile.hwir import HwModule
+from uticompile.ir import Graph
+from uticompile.mapfile import KIND_NAMES, Mapping, encode_mapping
+from uticompile.onnx_export import serialize
+from uticompile.runtime.cost import CostReport, EventCounter
+from uticompile.runtime.engine import Engine, Execution
+from uticompile.runtime.reference import INPUT, reference_model
+
+
+class CheckError(UticompileError):
+    """The runtime and onnxruntime disagree (or the mapping is not the source's)."""
+
+
+def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
+    """Largest |normalized pixel| of a dataset whose raw pixels lie in [0, 1]."""
+    return max(max(m, 1 - m) / s for m, s in zip(mean, std, strict=True))
+
+
+def map_metadata(config: MapConfig, hw: HardwareConfig, bound: float, source: bytes) -> dict:
+    """What ``--check`` needs to redo the mapping exactly, stored in the META section."""
+    return {
+        "map_config": {"pes": config.pes, "grouping": config.grouping, "bits": config.bits},
+        "hardware": {
+            "scratchpad_words": hw.scratchpad_words,
+            "word_bits": hw.word_bits,
+            "acc_bits": hw.acc_bits,
+            "accumulators": hw.accumulators,
+            "input_bits": hw.input_bits,
+        },
+        "input_bound": bound,
+        "source_sha256": hashlib.sha256(source).hexdigest(),
+    }
+
+
+def recompile(
+    m: Mapping, mapped_bytes: bytes, graph: Graph, source: bytes, hw: HardwareConfig
+) -> HwModule:
+    """Redo the mapping of ``graph`` with the stored options; it must give ``mapped_bytes``."""
+    meta = m.meta
+    try:
+        config = MapConfig(**meta["map_config"])
+        hw = HardwareConfig(**{**hw.__dict__, **meta["hardware"]})
+        bound = float(meta["input_bound"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckError("the mapping's META lacks the options needed for --check") from None
+    module = compile_graph(graph, config, hw, bound)
+    again = encode_mapping(to_mapping(module, map_metadata(config, hw, bound, source)))
+    if again != mapped_bytes:
+        raise CheckError("the source ONNX does not map to this file (another model or options)")
+    return module
+
+
+@dataclass
+class CheckResult:
+    samples: int = 0
+    layers: int = 0
+    spikes_compared: int = 0
+    predictions_equal: bool = True
+
+
+class Checker:
+    """Runs the quantized reference in onnxruntime and compares batch by batch."""
+
+    def __init__(self, module: HwModule) -> None:
+        model, self.lif_layers = reference_model(module)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(
+            serialize(model), options, providers=["CPUExecutionProvider"]
+        )
+        self.result = CheckResult(layers=len(self.lif_layers))
+
+    def compare(self, x_q: np.ndarray, execution: Execution, names: list[str], first: int) -> None:
+        outs = self.session.run(None, {INPUT: x_q.astype(np.float32)})
+        for j, i in enumerate(self.lif_layers):
+            mine = execution.outputs[i].values
+            ref = outs[1 + j].reshape(mine.shape).astype(bool)
+            bad = np.argwhere(ref != mine)
+            if bad.size:
+                t, n, *pos = (int(v) for v in bad[0])
+                raise CheckError(
+                    f"spike mismatch in layer {i} ({names[i]}) at sample {first + n}, "
+                    f"timestep {t}, position {tuple(pos)}: runtime {int(mine[tuple(bad[0])])}, "
+                    f"onnxruntime {int(ref[tuple(bad[0])])}"
+                )
+            self.result.spikes_compared += int(mine.size)
+        ref_pred = outs[0].sum(axis=0).argmax(axis=-1)
+        diff = np.flatnonzero(ref_pred != execution.predictions)
+        if diff.size:
+            n = int(diff[0])
+            raise CheckError(
+                f"prediction mismatch at sample {first + n}: runtime {execution.predictions[n]}, "
+                f"onnxruntime {ref_pred[n]}"
+            )
+        self.result.samples += len(x_q)
+
+
+@dataclass
+class Simulation:
+    report: CostReport
+    predictions: np.ndarray
+    labels: np.ndarray | None
+    check: CheckResult | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float | None:
+        if self.labels is None or len(self.labels) == 0:
+            return None
+        return float(np.mean(self.predictions == self.labels))
+
+
+def simulate(
+    m: Mapping,
+    batches: Sequence[tuple[np.ndarray, np.ndarray | None]],
+    hw: HardwareConfig,
+    *,
+    checker: Checker | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> Simulation:
+    """Run the mapping on quantized input batches ``(x_q, labels)`` and count every event."""
+    engine = Engine(m)
+    counter = EventCounter(m, hw)
+    preds: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    seen = 0
+    for x_q, y in batches:
+        execution = engine.run(x_q)
+        counter.add(execution)
+        if checker is not None:
+            checker.compare(x_q, execution, m.layer_names, seen)
+        preds.append(execution.predictions)
+        if y is not None:
+            labels.append(y)
+        seen += len(x_q)
+        if on_batch is not None:
+            on_batch(len(x_q))
+    return Simulation(
+        report=counter.report(),
+        predictions=np.concatenate(preds) if preds else np.zeros(0, np.int64),
+        labels=np.concatenate(labels) if labels else None,
+        check=checker.result if checker is not None else None,
+    )
+
+
+def first_lif(m: Mapping) -> int:
+    """Index of the LIF that reads the analog encoder: its spikes enter the PE array."""
+    for i, k in enumerate(m.layers["kind"]):
+        if KIND_NAMES[int(k)] == "LIF":
+            return i
+    raise UticompileError("the mapping has no LIF layer")

@@ -1,0 +1,310 @@
+"""CLI commands of the hardware side: ``map``, ``inspect``, ``encode-input`` and ``run``.
+
+Thin like the rest of the CLI: parse, build a config, call the library, print or write.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from uticompile.errors import UticompileError
+
+
+def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
+    click.echo(json.dumps(payload, indent=2, sort_keys=True) if as_json else text)
+
+
+def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
+    from uticompile.models.datasets import load_dataset
+
+    c, h, w = (int(v) for v in mapping.model["input_shape"])
+    if h != w:
+        raise UticompileError("non-square inputs are not supported by the datasets")
+    data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
+    if data.num_classes != int(mapping.model["num_classes"]):
+        raise UticompileError(
+            f"the mapping has {int(mapping.model['num_classes'])} classes, {dataset} has "
+            f"{data.num_classes}"
+        )
+    return data
+
+
+def _quantized_batches(
+    mapping: Any, data: Any, samples: int, batch_size: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    from uticompile.models.datasets import iterate_batches
+    from uticompile.runtime.engine import quantize_input
+
+    frac, bits = int(mapping.model["input_frac_bits"]), int(mapping.model["input_bits"])
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    left = samples
+    for x, y in iterate_batches(
+        data, "test", batch_size, shuffle=False, augment=False, generator=None
+    ):
+        if left <= 0:
+            break
+        x_np, y_np = x.numpy()[:left], y.numpy()[:left]
+        out.append((quantize_input(x_np, frac, bits), y_np))
+        left -= len(x_np)
+    return out
+
+
+@click.command(name="map")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--pes", type=click.IntRange(min=1, max=4096), default=16, show_default=True)
+@click.option(
+    "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
+)
+@click.option(
+    "--bits", type=click.IntRange(2, 16), default=16, show_default=True, help="Weight bits."
+)
+@click.option(
+    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
+)
+@click.option("--dataset", default="digits", show_default=True, help="Sets the input's range.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def map_cmd(
+    model: Path, pes: int, grouping: str, bits: int, hw_path: Path | None, dataset: str,
+    data_dir: Path | None, output: Path, as_json: bool,
+) -> None:  # fmt: skip
+    """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
+    from uticompile.compiler import MapConfig, compile_graph, to_mapping
+    from uticompile.hardware import load_hardware
+    from uticompile.mapfile import write_mapping
+    from uticompile.mapstats import layer_summary, size_totals
+    from uticompile.models.datasets import load_dataset
+    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.runtime.simulate import input_bound, map_metadata
+
+    config = MapConfig(pes=pes, grouping=grouping, bits=bits)
+    hw = load_hardware(hw_path).with_pes(pes)
+    source = model.read_bytes() if model.is_file() else b""
+    graph = from_onnx(load_onnx(model))
+    c, h, _ = graph.input_shape
+    data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
+    bound = input_bound(data.mean, data.std)
+    module = compile_graph(graph, config, hw, bound)
+    mapping = to_mapping(module, map_metadata(config, hw, bound, source))
+    write_mapping(mapping, output)
+    rows = layer_summary(mapping)
+    totals = size_totals(rows)
+    report = {layer.name: layer.report for layer in module.layers if layer.report}
+    payload = {"output": str(output), "layers": rows, "sizes": totals, "quantization": report}
+    lines = [
+        f"wrote {output}: {len(mapping.layers)} layers, {len(mapping.tiles)} tiles, "
+        f"{pes} PEs ({grouping}), {bits}-bit weights"
+    ]
+    lines += [f"{'layer':<10}{'q.err':>10}{'psum bound':>12}{'overflow?':>10}"]
+    for name, r in report.items():
+        lines.append(
+            f"{name:<10}{r['max_abs_error']:>10.2e}{r['psum_bound']:>12}"
+            f"{'yes' if r['may_overflow'] else 'no':>10}"
+        )
+    lines.append(_sizes_text(totals))
+    _emit(as_json, payload, "\n".join(lines))
+
+
+def _sizes_text(t: dict[str, int]) -> str:
+    return (
+        f"weights: {t['nonzero']} nonzero of {t['positions']}; bytes: WSP {t['bytes_wsp']}, "
+        f"dense {t['bytes_dense']}, CSR {t['bytes_csr']}, entropy bound "
+        f"{t['bytes_entropy_bound']}"
+    )
+
+
+@click.command()
+@click.argument("mapped", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def inspect(mapped: Path, as_json: bool) -> None:
+    """Header, layers, per-PE workloads, utilization and sizes of MAPPED (checksums verified)."""
+    from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, read_mapping
+    from uticompile.mapstats import layer_summary, size_totals
+
+    m = read_mapping(mapped)
+    md = m.model
+    header = {
+        "model": m.name,
+        "timesteps": int(md["timesteps"]),
+        "num_classes": int(md["num_classes"]),
+        "input_shape": [int(v) for v in md["input_shape"]],
+        "input_frac_bits": int(md["input_frac_bits"]),
+        "num_pes": int(md["num_pes"]),
+        "grouping": GROUPING_NAMES[int(md["grouping"])],
+        "scratchpad_words": int(md["scratchpad_words"]),
+        "acc_bits": int(md["acc_bits"]),
+        "layers": len(m.layers),
+        "tiles": len(m.tiles),
+    }
+    rows = layer_summary(m)
+    layers = [
+        {"index": i, "name": m.layer_names[i], "kind": KIND_NAMES[int(r["kind"])],
+         "out_shape": [int(v) for v in r["out_shape"]]}
+        for i, r in enumerate(m.layers)
+    ]  # fmt: skip
+    totals = size_totals(rows)
+    payload = {"header": header, "layers": layers, "weight_layers": rows, "sizes": totals,
+               "checksums": "ok", "meta": m.meta}  # fmt: skip
+    lines = [f"{mapped}: uticompile mapping, checksums ok",
+             ", ".join(f"{k} {v}" for k, v in header.items()),
+             f"{'layer':<10}{'groups':>7}{'tiles':>7}{'nonzero':>9}{'min/PE':>8}{'max/PE':>8}"
+             f"{'static util':>12}"]  # fmt: skip
+    for r in rows:
+        util = "-" if r["static_utilization"] is None else f"{r['static_utilization']:.3f}"
+        lines.append(
+            f"{r['name']:<10}{r['groups']:>7}{r['tiles']:>7}{r['nonzero']:>9}"
+            f"{r['workload_min']:>8}{r['workload_max']:>8}{util:>12}"
+        )
+    lines.append(_sizes_text(totals))
+    _emit(as_json, payload, "\n".join(lines))
+
+
+@click.command(name="encode-input")
+@click.argument("mapped", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True)
+def encode_input(
+    mapped: Path, dataset: str, data_dir: Path | None, samples: int, output: Path, as_json: bool
+) -> None:
+    """Write the spike traces entering the PE array (after the analog layer) as CSR."""
+    from uticompile.mapfile import read_mapping
+    from uticompile.runtime.engine import Engine
+    from uticompile.runtime.simulate import first_lif
+    from uticompile.spikes import encode_spikes, write_spikes
+
+    m = read_mapping(mapped)
+    data = _dataset_for(m, dataset, data_dir)
+    layer = first_lif(m)
+    engine = Engine(m)
+    spikes, labels = [], []
+    for x_q, y in _quantized_batches(m, data, samples, 256):
+        spikes.append(engine.run(x_q, stop=layer).outputs[layer].values.swapaxes(0, 1))
+        labels.append(y)
+    csr = encode_spikes(np.concatenate(spikes), layer=layer, labels=np.concatenate(labels))
+    write_spikes(csr, output)
+    payload = {"output": str(output), "samples": csr.samples, "layer": layer,
+               "shape": list(csr.shape), "timesteps": csr.timesteps, "nnz": csr.nnz}  # fmt: skip
+    _emit(
+        as_json,
+        payload,
+        f"wrote {output}: {csr.samples} samples of layer {layer} "
+        f"({m.layer_names[layer]}), {csr.nnz} nonzero activations",
+    )
+
+
+@click.command(name="run")
+@click.argument("mapped", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--spikes", "spike_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Input spike traces from encode-input instead of dataset images.")  # fmt: skip
+@click.option(
+    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
+)
+@click.option(
+    "--check",
+    "source",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ONNX the mapping was made from: compare every spike with onnxruntime.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def run(
+    mapped: Path, dataset: str, data_dir: Path | None, samples: int, spike_file: Path | None,
+    hw_path: Path | None, source: Path | None, batch_size: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Execute MAPPED on the modeled accelerator and report cycles, utilization and energy."""
+    from uticompile.hardware import load_hardware
+    from uticompile.mapfile import read_mapping
+    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.runtime.simulate import Checker, recompile, simulate
+
+    mapped_bytes = mapped.read_bytes() if mapped.is_file() else b""
+    m = read_mapping(mapped)
+    hw = load_hardware(hw_path).with_pes(int(m.model["num_pes"]))
+    checker = None
+    if spike_file is not None:
+        if source is not None:
+            raise UticompileError("--check needs dataset images, not --spikes")
+        sim = _run_spikes(m, spike_file, hw)
+    else:
+        data = _dataset_for(m, dataset, data_dir)
+        if source is not None:
+            src_bytes = source.read_bytes() if source.is_file() else b""
+            module = recompile(m, mapped_bytes, from_onnx(load_onnx(source)), src_bytes, hw)
+            checker = Checker(module)
+        batches = _quantized_batches(m, data, samples, batch_size)
+        total = sum(len(b[0]) for b in batches)
+        with click.progressbar(length=total, label="samples", file=sys.stderr) as bar:
+            sim = simulate(m, batches, hw, checker=checker, on_batch=bar.update)
+    r = sim.report
+    payload = r.to_json()
+    payload["accuracy"] = sim.accuracy
+    if sim.check is not None:
+        payload["check"] = vars(sim.check)
+    _emit(as_json, payload, _run_text(r, sim.accuracy, sim.check))
+
+
+def _run_spikes(m: Any, path: Path, hw: Any) -> Any:
+    from uticompile.runtime.cost import EventCounter
+    from uticompile.runtime.engine import Engine
+    from uticompile.runtime.simulate import Simulation
+    from uticompile.spikes import decode_spikes, read_spikes
+
+    csr = read_spikes(path)
+    if csr.layer < 0 or csr.timesteps != int(m.model["timesteps"]):
+        raise UticompileError(f"{path}: spike traces do not belong to this mapping")
+    execution = Engine(m).run_from(csr.layer, decode_spikes(csr).swapaxes(0, 1))
+    counter = EventCounter(m, hw)
+    counter.add(execution)
+    return Simulation(counter.report(), execution.predictions, csr.labels)
+
+
+def _run_text(r: Any, accuracy: float | None, check: Any) -> str:
+    head = f"{r.samples} samples" + (f", accuracy {accuracy:.4f}" if accuracy is not None else "")
+    lines = [head,
+             f"{'layer':<10}{'work':>14}{'idle':>14}{'latency':>12}{'util':>7}{'static':>8}"
+             f"{'in sparsity':>12}"]  # fmt: skip
+
+    def u(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for c in r.layers:
+        lines.append(
+            f"{c.name:<10}{c.work:>14}{c.idle:>14}{c.latency:>12}{u(c.utilization):>7}"
+            f"{u(c.static_utilization):>8}{c.input_spike_sparsity:>12.3f}"
+        )
+    lines.append(
+        f"{'total':<10}{r.work:>14}{r.idle:>14}{r.latency:>12}"
+        f"{u(r.utilization_weighted):>7}{u(r.static_utilization_weighted):>8}"
+        f"{r.input_spike_sparsity:>12.3f}"
+    )
+    lines.append(
+        f"utilization (Eq. 2): weighted {u(r.utilization_weighted)}, unweighted "
+        f"{u(r.utilization_unweighted)}; static weighted "
+        f"{u(r.static_utilization_weighted)}, unweighted {u(r.static_utilization_unweighted)}"
+    )
+    e = r.energy_pj
+    lines.append("energy (uJ): " + ", ".join(f"{k} {v / 1e6:.4f}" for k, v in e.items()))
+    if r.saturations:
+        lines.append(f"warning: {r.saturations} saturated accumulator or membrane values")
+    if check is not None:
+        lines.append(
+            f"check: {check.spikes_compared} spikes in {check.layers} LIF layers and "
+            f"{check.samples} predictions identical to onnxruntime"
+        )
+    return "\n".join(lines)
+
+
+COMMANDS = (map_cmd, inspect, encode_input, run)

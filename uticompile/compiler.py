@@ -1,0 +1,145 @@
+"""``uticompile map``: the pipeline from a pruned IR graph to a mapped binary.
+
+graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> PlaceOnPEs -> EncodeWSP -> Mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+import uticompile
+from uticompile.errors import ConfigError
+from uticompile.hardware import HardwareConfig
+from uticompile.hwir import HwModule
+from uticompile.ir import Graph
+from uticompile.mapfile import (
+    KIND_CODES,
+    LAYR_DTYPE,
+    MODL_DTYPE,
+    TILE_DTYPE,
+    Mapping,
+)
+from uticompile.passes.base import PassManager
+from uticompile.passes.encode_wsp import EncodeWSP
+from uticompile.passes.fold_batchnorm import FoldBatchNorm
+from uticompile.passes.grouping import GROUPINGS
+from uticompile.passes.lower_to_hardware import LowerToHardware
+from uticompile.passes.place_on_pes import PlaceOnPEs
+from uticompile.passes.quantize import Quantize
+
+
+@dataclass(frozen=True)
+class MapConfig:
+    """Options of ``uticompile map``."""
+
+    pes: int = 16
+    grouping: str = "sata"
+    bits: int = 16
+
+    def __post_init__(self) -> None:
+        if self.pes < 1:
+            raise ConfigError(f"--pes must be >= 1, got {self.pes}")
+        if self.grouping not in GROUPINGS:
+            raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
+        if not 2 <= self.bits <= 16:
+            raise ConfigError(f"--bits must lie in 2..16, got {self.bits}")
+
+
+def compile_graph(
+    graph: Graph,
+    config: MapConfig,
+    hw: HardwareConfig,
+    input_bound: float,
+    on_pass: Callable[[str, bool], None] | None = None,
+) -> HwModule:
+    """Run the map pipeline on ``graph``; ``input_bound`` = the largest |normalized input|."""
+    hw = hw.with_pes(config.pes)
+    manager = PassManager(
+        [
+            FoldBatchNorm(),
+            LowerToHardware(hw, config.grouping, input_bound),
+            Quantize(config.bits, hw.input_bits, hw.acc_bits),
+            PlaceOnPEs(),
+            EncodeWSP(),
+        ]
+    )
+    return manager.run(graph, on_pass)
+
+
+def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
+    """The mapped-binary records of a compiled module (docs/mapping-format.md, section 2)."""
+    assert module.wsp is not None and module.wsp_offsets is not None
+    hw = module.hw
+    layers = np.zeros(len(module.layers), LAYR_DTYPE)
+    tile_rows: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
+    n_bias = n_tiles = 0
+    for i, layer in enumerate(module.layers):
+        rec = layers[i]
+        rec["kind"] = KIND_CODES[layer.kind]
+        rec["input0"] = layer.inputs[0]
+        rec["input1"] = layer.inputs[1] if len(layer.inputs) > 1 else -1
+        rec["in_shape"] = layer.in_shape
+        rec["out_shape"] = layer.out_shape
+        rec["kernel"] = layer.kernel
+        rec["stride"] = layer.stride
+        rec["pads"] = layer.pads
+        rec["frac_bits"] = layer.frac_bits
+        rec["shift0"], rec["shift1"] = layer.shifts
+        if layer.kind == "LIF":
+            rec["threshold"] = layer.threshold_q
+            rec["leak_mult"], rec["leak_shift"] = layer.leak_mult, layer.leak_shift
+            rec["reset"] = 0 if layer.reset == "hard" else 1
+        if layer.is_weight:
+            assert layer.tiles is not None and layer.bias is not None
+            rec["weight_bits"] = layer.weight_bits
+            rec["flags"] = 1
+            rec["bias_index"] = n_bias
+            biases.append(layer.bias.astype(np.int32))
+            n_bias += len(layer.bias)
+            rec["tile_first"], rec["tile_count"] = n_tiles, len(layer.tiles)
+            rec["groups"], rec["spatial_tiles"] = layer.groups, layer.spatial_tiles
+            t = np.zeros(len(layer.tiles), TILE_DTYPE)
+            t["layer"] = i
+            for col, name in enumerate(
+                ("group", "pe", "tile", "filter", "position", "count", "nnz")
+            ):
+                t[name] = layer.tiles[:, col]
+            t["words"] = -(-layer.tiles[:, 5] // 16) + layer.tiles[:, 6]  # int64: no u32 wrap
+            t["wsp_bytes"] = 2 * t["words"]
+            t["wsp_offset"] = module.wsp_offsets[n_tiles : n_tiles + len(t)]
+            tile_rows.append(t)
+            n_tiles += len(t)
+    tiles = np.concatenate(tile_rows) if tile_rows else np.zeros(0, TILE_DTYPE)
+    model = np.zeros((), MODL_DTYPE)
+    model["timesteps"] = module.timesteps
+    model["num_classes"] = module.num_classes
+    model["input_shape"] = module.input_shape
+    model["input_frac_bits"] = module.input_frac_bits
+    model["input_bits"] = hw.input_bits
+    model["num_pes"] = hw.num_pes
+    model["scratchpad_words"] = hw.scratchpad_words
+    model["word_bits"] = hw.word_bits
+    model["acc_bits"] = hw.acc_bits
+    model["accumulators"] = hw.accumulators
+    model["grouping"] = 0 if module.grouping == "sata" else 1
+    model["layer_count"] = len(layers)
+    model["tile_count"] = len(tiles)
+    info = {
+        "producer": f"uticompile {uticompile.__version__}",
+        "report": {layer.name: layer.report for layer in module.layers if layer.report},
+    }
+    info.update(meta or {})
+    return Mapping(
+        name=module.name,
+        model=model,
+        layers=layers,
+        layer_names=[layer.name for layer in module.layers],
+        tiles=tiles,
+        wsp=np.frombuffer(module.wsp, dtype=np.uint8).copy(),
+        bias=np.concatenate(biases) if biases else np.zeros(0, np.int32),
+        meta=info,
+    )

@@ -1,0 +1,122 @@
+"""Figures about a mapping: per-PE workloads and utilization, and storage sizes.
+
+Sizes compare the WSP encoding with dense storage, CSR-style storage (values + column indices +
+row pointers) and the entropy bound of mask plus values (binary entropy of the mask at its density
+plus the empirical entropy of the nonzero values), per weight layer and in total.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from uticompile.mapfile import KIND_CODES, Mapping
+from uticompile.passes.utilization import eq2
+
+_WEIGHT_KINDS = {KIND_CODES[k] for k in ("ENCODE", "CONV", "FC")}
+
+
+def _entropy_bits(values: np.ndarray) -> float:
+    if values.size == 0:
+        return 0.0
+    _, counts = np.unique(values, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(counts * np.log2(p)).sum())
+
+
+def _binary_entropy(p: float) -> float:
+    if p <= 0.0 or p >= 1.0:
+        return 0.0
+    return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+
+
+def pe_workloads(m: Mapping, layer: int) -> np.ndarray:
+    """Nonzero weights per PE, int64 [groups, num_pes] (summed over the PE's tiles)."""
+    rec = m.layers[layer]
+    first, count = int(rec["tile_first"]), int(rec["tile_count"])
+    t = m.tiles[first : first + count]
+    n = int(m.model["num_pes"])
+    out = np.zeros(int(rec["groups"]) * n, dtype=np.int64)
+    np.add.at(out, t["group"].astype(np.int64) * n + t["pe"], t["nnz"].astype(np.int64))
+    return out.reshape(int(rec["groups"]), n)
+
+
+def pe_active(m: Mapping, layer: int) -> np.ndarray:
+    rec = m.layers[layer]
+    first, count = int(rec["tile_first"]), int(rec["tile_count"])
+    t = m.tiles[first : first + count]
+    n = int(m.model["num_pes"])
+    out = np.zeros(int(rec["groups"]) * n, dtype=bool)
+    out[t["group"].astype(np.int64) * n + t["pe"]] = True
+    return out.reshape(int(rec["groups"]), n)
+
+
+def dense_weights(m: Mapping, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values int16 [O, positions], mask bool) of a weight layer, decoded from its tiles."""
+    from uticompile.mapfile import wsp_decode
+
+    rec = m.layers[layer]
+    o = int(rec["out_shape"][0])
+    c = int(rec["in_shape"][0]) * (
+        int(rec["in_shape"][1]) * int(rec["in_shape"][2]) if KIND_CODES["FC"] == rec["kind"] else 1
+    )
+    kk = 1 if KIND_CODES["FC"] == rec["kind"] else int(rec["kernel"][0]) * int(rec["kernel"][1])
+    values = np.zeros((o, c * kk), np.int16)
+    mask = np.zeros((o, c * kk), bool)
+    first, count = int(rec["tile_first"]), int(rec["tile_count"])
+    for t in m.tiles[first : first + count]:
+        off, nbytes = int(t["wsp_offset"]), int(t["wsp_bytes"])
+        bits, vals = wsp_decode(m.wsp[off : off + nbytes].tobytes(), int(t["count"]), int(t["nnz"]))
+        lo = int(t["position"])
+        f = int(t["filter"])
+        mask[f, lo : lo + len(bits)] = bits
+        values[f, lo : lo + len(bits)][bits] = vals
+    return values, mask
+
+
+def layer_summary(m: Mapping) -> list[dict[str, Any]]:
+    """One entry per weight layer: workloads, static utilization (Eq. 2) and storage sizes."""
+    rows = []
+    word = int(m.model["word_bits"])
+    for i, rec in enumerate(m.layers):
+        if int(rec["kind"]) not in _WEIGHT_KINDS:
+            continue
+        w = pe_workloads(m, i)
+        act = pe_active(m, i)
+        mu = eq2(w, act)
+        values, mask = dense_weights(m, i)
+        o, cols = mask.shape
+        nnz = int(mask.sum())
+        index_bytes = 2 if cols <= 65536 else 4
+        entropy = cols * o * _binary_entropy(nnz / mask.size) + _entropy_bits(values[mask])
+        has_work = ~np.isnan(mu)
+        rows.append(
+            {
+                "layer": i,
+                "name": m.layer_names[i],
+                "groups": int(rec["groups"]),
+                "tiles": int(rec["tile_count"]),
+                "nonzero": nnz,
+                "positions": int(mask.size),
+                "workload_min": int(w[act].min(initial=0)),
+                "workload_max": int(w[act].max(initial=0)),
+                "workloads": w.tolist(),
+                "static_utilization": float(mu[has_work].mean()) if has_work.any() else None,
+                "bytes_wsp": int(
+                    m.tiles[
+                        int(rec["tile_first"]) : int(rec["tile_first"]) + int(rec["tile_count"])
+                    ]["wsp_bytes"].sum()
+                ),
+                "bytes_dense": mask.size * word // 8,
+                "bytes_csr": nnz * (word // 8 + index_bytes) + 4 * (o + 1),
+                "bytes_entropy_bound": math.ceil(entropy / 8),
+            }
+        )
+    return rows
+
+
+def size_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    keys = ("bytes_wsp", "bytes_dense", "bytes_csr", "bytes_entropy_bound", "nonzero", "positions")
+    return {k: int(sum(r[k] for r in rows)) for k in keys}
