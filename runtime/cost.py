@@ -12,11 +12,15 @@ Events, per PE-mapped weight layer (``CONV``, ``FC``; the analog ``ENCODE`` runs
   busy time of its active PEs; n = 1 gives 1, a group without work is skipped (NaN).
 - LIF updates: one per neuron and timestep; scratchpad reads: one per matched operation.
 
-Energy (pJ): power figures from the hardware config over the clock give per-cycle energies.
-Paper Eq. 3, E = N_work (E_d (1 - S_in) + E_l) + N_idle E_l, assumes N_work counts every
-weight slot; here N_work already counts only spiking inputs, so N_work (1 - S_in) of Eq. 3 is our
-matched-operation count and E = N_work (E_d + E_l) + N_idle E_l, plus the LIF units' dynamic
-energy. The breakdown follows the paper's Fig. 8 (MAC/LIF/MEM x dynamic/leakage).
+Energy (pJ): power figures (mW) from the hardware config over the clock give per-cycle energies.
+Paper Eq. 3, E = N_work (E_d (1 - S_in) + E_l) + N_idle E_l, charges E_l on every cycle a PE is
+clocked, working or waiting, and E_d only for the work itself. With the SATA table that is:
+E_l = the ungated dynamic power (the clock keeps toggling a waiting PE) plus the leakage of its
+MAC, LIF and scratchpad units, and E_d = the gated dynamic power of MAC and scratchpad. Eq. 3
+assumes N_work counts every weight slot; here N_work already counts only spiking inputs, so its
+N_work (1 - S_in) is our matched-operation count and E = N_work (E_d + E_l) + N_idle E_l, plus
+each LIF update's gated dynamic energy. The breakdown follows the paper's Fig. 8: *_dynamic is the
+work's own energy, *_static what a clocked PE burns per cycle (ungated dynamic + leakage).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class CostReport:
     static_utilization_unweighted: float | None = None
     input_spike_sparsity: float = 0.0
     energy_pj: dict[str, float] = field(default_factory=dict)
+    idle_energy_pj: float = 0.0  # the part of the static energy burnt waiting (in the total)
     saturations: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -245,9 +250,13 @@ def _totals(r: CostReport, hw: HardwareConfig) -> None:
         "mac_dynamic": r.work * hw.mac_dynamic * pj,
         "mem_dynamic": reads * hw.scratchpad_dynamic * pj,
         "lif_dynamic": r.lif_updates * hw.lif_dynamic * pj,
-        "mac_leakage": cycles * hw.mac_leakage * pj,
-        "lif_leakage": cycles * hw.lif_leakage * pj,
-        "mem_leakage": cycles * hw.scratchpad_leakage * pj,
+        "mac_static": cycles * (hw.mac_dynamic_ungated + hw.mac_leakage) * pj,
+        "lif_static": cycles * (hw.lif_dynamic_ungated + hw.lif_leakage) * pj,
+        "mem_static": cycles * (hw.scratchpad_dynamic_ungated + hw.scratchpad_leakage) * pj,
     }
     e["total"] = sum(e.values())
+    r.idle_energy_pj = r.idle * (
+        hw.mac_dynamic_ungated + hw.mac_leakage + hw.lif_dynamic_ungated + hw.lif_leakage
+        + hw.scratchpad_dynamic_ungated + hw.scratchpad_leakage
+    ) * pj  # fmt: skip
     r.energy_pj = e
