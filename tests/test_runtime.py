@@ -144,3 +144,17 @@ def test_eq2_edge_cases() -> None:
     assert mu[0] == pytest.approx(1 - (4 - 3) / 4 * 2)
     assert mu[1] == 1.0
     assert math.isnan(mu[2])
+
+
+def test_energy_follows_eq3_with_the_configured_table() -> None:
+    g, hw = _tiny([[0, 1, 2, 3], [0], [1], [2, 3]], 4, 4.0)
+    m = decode_mapping(encode_mapping(to_mapping(compile_graph(g, MapConfig(pes=4), hw, 1.0))))
+    r = count_events(m, Engine(m).run(np.zeros((1, 1, 1, 1), np.int64)), hw)
+    pj = 1000 / hw.clock_mhz
+    e_l = pj * (hw.mac_dynamic_ungated + hw.mac_leakage + hw.lif_dynamic_ungated + hw.lif_leakage
+                + hw.scratchpad_dynamic_ungated + hw.scratchpad_leakage)  # fmt: skip
+    e_d = pj * (hw.mac_dynamic + hw.scratchpad_dynamic)
+    expected = r.work * (e_d + e_l) + r.idle * e_l + r.lif_updates * hw.lif_dynamic * pj
+    assert r.energy_pj["total"] == pytest.approx(expected)
+    assert r.idle_energy_pj == pytest.approx(r.idle * e_l)
+    assert r.idle > 0
