@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pytest
 
@@ -47,3 +51,14 @@ def dyadic_input(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
 def small_graphs() -> dict[str, Graph]:
     spec = ModelSpec((1, 16, 16), 10, timesteps=4, neuron=NEURON_PRESETS["paper"], seed=3)
     return {name: build_model(name, spec) for name in ("vgg_small", "resnet_small")}
+
+
+def independent_reader() -> ModuleType:
+    """tests/independent_reader.py, loaded by path (it is deliberately not part of the package)."""
+    path = Path(__file__).with_name("independent_reader.py")
+    spec = importlib.util.spec_from_file_location("independent_reader", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

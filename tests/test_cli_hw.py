@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
 
+from tests.conftest import independent_reader
 from uticompile.cli import cli
 from uticompile.ir import Graph
 from uticompile.mapfile import read_mapping
@@ -21,16 +20,6 @@ from uticompile.mapstats import dense_weights
 from uticompile.onnx_export import save_onnx
 from uticompile.passes.balance import balance_mask
 from uticompile.passes.grouping import group_layout
-
-
-def _independent_reader() -> ModuleType:
-    path = Path(__file__).with_name("independent_reader.py")
-    spec = importlib.util.spec_from_file_location("independent_reader", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _prepare(g: Graph, path: Path, balanced: bool) -> Path:
@@ -92,7 +81,7 @@ def test_inspect_workloads_agree_with_the_onnx_nonzeros(mapped: dict) -> None:
 
 def test_independent_reader_reads_a_real_mapping(mapped: dict) -> None:
     _, utm, _ = mapped["none"]
-    reader = _independent_reader()
+    reader = independent_reader()
     parsed = reader.read_utm(utm.read_bytes())
     m = read_mapping(utm)
     assert parsed["model"]["num_pes"] == 16

@@ -6,14 +6,12 @@ follows section 2.3 literally), so the tests do not depend on the compiler passe
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 import time
 import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
@@ -21,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import independent_reader
 from uticompile.container import read_container, write_container
 from uticompile.errors import MappingFormatError
 from uticompile.mapfile import (
@@ -50,18 +49,7 @@ from uticompile.mapfile import (
     wsp_encode,
 )
 
-
-def _load_independent_reader() -> ModuleType:
-    path = Path(__file__).with_name("independent_reader.py")
-    spec = importlib.util.spec_from_file_location("independent_reader", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-independent = _load_independent_reader()
+independent = independent_reader()
 
 # The document's tables, copied by hand: (offset, field).
 DOC_MODL = [

@@ -226,20 +226,15 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def eval_(model: Path, dataset: str, data_dir: Path | None, batch_size: int, as_json: bool) -> None:
     """Accuracy and per-layer spike sparsity of MODEL, run in onnxruntime."""
-    from uticompile.models.datasets import load_dataset
+    from uticompile.models.datasets import load_dataset_for
     from uticompile.onnx_import import from_onnx, load_onnx
     from uticompile.ort_eval import evaluate_onnx
 
     proto = load_onnx(model)
     graph = from_onnx(proto)
-    c, h, w = graph.input_shape
-    if h != w:
-        raise UticompileError(f"{model}: non-square input {h}x{w} is not supported by the datasets")
-    data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
-    if data.num_classes != graph.num_classes:
-        raise UticompileError(
-            f"{model} has {graph.num_classes} classes, {dataset} has {data.num_classes}"
-        )
+    data = load_dataset_for(
+        dataset, input_shape=graph.input_shape, num_classes=graph.num_classes, data_dir=data_dir
+    )
     ev = evaluate_onnx(proto, graph, data, batch_size=batch_size)
     payload = {
         "model": str(model),
@@ -346,21 +341,16 @@ def prune(
     """Lottery-ticket pruning with PE workload balancing (u-Ticket) of an ONNX SNN."""
     from contextlib import ExitStack
 
-    from uticompile.models.datasets import load_dataset
+    from uticompile.models.datasets import load_dataset_for
     from uticompile.onnx_export import save_onnx
     from uticompile.onnx_import import read_graph
     from uticompile.passes.lottery import LotteryEvent, PruneConfig, run_lottery
 
     config = PruneConfig(dataset=dataset, **options)
     graph = read_graph(model)
-    c, h, w = graph.input_shape
-    if h != w:
-        raise UticompileError(f"{model}: non-square input {h}x{w} is not supported by the datasets")
-    data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
-    if data.num_classes != graph.num_classes:
-        raise UticompileError(
-            f"{model} has {graph.num_classes} classes, {dataset} has {data.num_classes}"
-        )
+    data = load_dataset_for(
+        dataset, input_shape=graph.input_shape, num_classes=graph.num_classes, data_dir=data_dir
+    )
     run = run_dir if run_dir is not None else output.with_name(output.stem + ".run")
     bars = ExitStack()
     state: dict[str, Any] = {"header": False}
@@ -413,9 +403,10 @@ def prune(
 
 
 def _register_hardware_commands() -> None:
+    from uticompile.cli_compare import COMMANDS as _COMPARE
     from uticompile.cli_hw import COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *_COMPARE):
         cli.add_command(command)
 
 

@@ -21,18 +21,11 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 
 
 def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
-    from uticompile.models.datasets import load_dataset
+    from uticompile.models.datasets import load_dataset_for
 
-    c, h, w = (int(v) for v in mapping.model["input_shape"])
-    if h != w:
-        raise UticompileError("non-square inputs are not supported by the datasets")
-    data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
-    if data.num_classes != int(mapping.model["num_classes"]):
-        raise UticompileError(
-            f"the mapping has {int(mapping.model['num_classes'])} classes, {dataset} has "
-            f"{data.num_classes}"
-        )
-    return data
+    shape = tuple(int(v) for v in mapping.model["input_shape"])
+    classes = int(mapping.model["num_classes"])
+    return load_dataset_for(dataset, input_shape=shape, num_classes=classes, data_dir=data_dir)
 
 
 def _quantized_batches(

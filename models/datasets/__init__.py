@@ -9,7 +9,7 @@ from __future__ import annotations
 from .augment import augment_batch, to_float
 from .base import AugmentSpec, Dataset
 from .batches import iterate_batches, num_batches
-from .loader import DATASETS, load_dataset
+from .loader import DATASETS, load_dataset, load_dataset_for
 
 __all__ = [
     "DATASETS",
@@ -18,6 +18,7 @@ __all__ = [
     "augment_batch",
     "iterate_batches",
     "load_dataset",
+    "load_dataset_for",
     "num_batches",
     "to_float",
 ]

@@ -96,3 +96,20 @@ def load_dataset(
         std=std,
         augment=entry.augment,
     )
+
+
+def load_dataset_for(
+    name: str,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    data_dir: str | Path | None = None,
+) -> Dataset:
+    """``name`` shaped for a model with ``input_shape`` (C, H, W) and ``num_classes`` outputs."""
+    c, h, w = input_shape
+    if h != w:
+        raise DatasetError(f"non-square model input {h}x{w} is not supported by the datasets")
+    data = load_dataset(name, data_dir=data_dir, size=h, channels=c)
+    if data.num_classes != num_classes:
+        raise DatasetError(f"the model has {num_classes} classes, {name} has {data.num_classes}")
+    return data
