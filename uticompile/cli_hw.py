@@ -23,9 +23,9 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
     from uticompile.models.datasets import load_dataset_for
 
-    shape = tuple(int(v) for v in mapping.model["input_shape"])
+    c, h, w = (int(v) for v in mapping.model["input_shape"])
     classes = int(mapping.model["num_classes"])
-    return load_dataset_for(dataset, input_shape=shape, num_classes=classes, data_dir=data_dir)
+    return load_dataset_for(dataset, input_shape=(c, h, w), num_classes=classes, data_dir=data_dir)
 
 
 def _quantized_batches(
