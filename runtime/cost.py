@@ -66,6 +66,8 @@ class LayerCost:
     static_utilization: float | None
     input_spike_sparsity: float
     scratchpad_reads: int
+    group_utilization: list[float | None] = field(default_factory=list)
+    pe_work: list[list[int]] = field(default_factory=list)  # [group][pe] work cycles
 
 
 @dataclass
@@ -195,6 +197,8 @@ class EventCounter:
                     static_utilization=_static(pe_workloads(self.m, i), active),
                     input_spike_sparsity=ev.zeros / max(ev.inputs, 1),
                     scratchpad_reads=work // self.hw.per_match,
+                    group_utilization=[None if np.isnan(v) else float(v) for v in mu],
+                    pe_work=ev.busy.tolist(),
                 )
             )
         report = CostReport(samples=self.samples, layers=layers, lif_updates=self.lif_updates)

@@ -158,3 +158,10 @@ def test_energy_follows_eq3_with_the_configured_table() -> None:
     assert r.energy_pj["total"] == pytest.approx(expected)
     assert r.idle_energy_pj == pytest.approx(r.idle * e_l)
     assert r.idle > 0
+
+
+def test_per_pe_and_per_group_figures_are_reported() -> None:
+    cost = _conv_cost([[0, 1], [0], [1, 2], [3]] + [[]] * 4, n=4)
+    assert cost.pe_work == [[2, 1, 2, 1], [0, 0, 0, 0]]
+    assert cost.group_utilization[0] == pytest.approx(1 - (2 - 1.5) / 2 * 4 / 3)
+    assert cost.group_utilization[1] is None
