@@ -1,0 +1,145 @@
+"""``uticompile compare``: a tiny end-to-end comparison, its reuse, its options and its output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from uticompile.cli import main
+from uticompile.compare import CompareConfig, CompareEvent, run_compare
+from uticompile.compare.tables import PLOTS_SKIPPED
+from uticompile.errors import ConfigError
+from uticompile.models.zoo import ModelSpec, build_model
+from uticompile.onnx_export import save_onnx
+
+PNGS = ("fig6_layers.png", "fig7a_energy.png", "fig7b_energy_vs_sparsity.png", "table3_pes.png")
+CONFIG = CompareConfig(
+    dataset="digits",
+    pes=(4, 16),
+    balance=("none", "uticket"),
+    rounds=2,
+    epochs=1,
+    samples=20,
+    train_limit=128,
+)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One compare run and a second one on the same directory, with their event streams."""
+    root = tmp_path_factory.mktemp("compare")
+    model = root / "m.onnx"
+    save_onnx(build_model("vgg_small", ModelSpec((1, 16, 16), 10)), model)
+    first: list[CompareEvent] = []
+    second: list[CompareEvent] = []
+    out = root / "results"
+    result = run_compare(model, CONFIG, out, on_event=first.append)
+    md1 = (out / "results.md").read_text()
+    json1 = (out / "results.json").read_text()
+    run_compare(model, CONFIG, out, on_event=second.append)
+    return {"root": root, "model": model, "out": out, "result": result, "first": first,
+            "second": second, "md1": md1, "json1": json1}  # fmt: skip
+
+
+def test_results_json_has_tables_and_energy_reduction(compared: dict[str, Any]) -> None:
+    res = json.loads((compared["out"] / "results.json").read_text())
+    assert set(res["variants"]) == {"none", "uticket"}
+    for d in res["variants"].values():
+        assert {"accuracy", "weight_sparsity", "spike_sparsity"} <= set(d["table1"])
+        assert {"work", "idle", "latency", "utilization", "static_utilization"} <= set(d["table2"])
+        assert len(d["layers"]) > 1
+        assert len(d["pes_sweep"]) == 2
+        assert d["pes_sweep"][0]["latency_norm"] == 1.0
+    base = res["variants"]["none"]["energy_pj"]["total"]
+    bal = res["variants"]["uticket"]["energy_pj"]["total"]
+    assert res["variants"]["uticket"]["energy_reduction"] == pytest.approx((base - bal) / base)
+    assert res["variants"]["none"]["energy_reduction"] == 0.0
+    assert res["variants"]["uticket"]["table2"]["static_utilization"] == 1.0
+    assert res["primary_pes"] == 4
+    assert [s["round"] for s in res["sparsity_sweep"]] == [0, 1, 2]
+
+
+def test_markdown_names_every_table(compared: dict[str, Any]) -> None:
+    md = (compared["out"] / "results.md").read_text()
+    titles = ("Table I analog", "Table II analog", "Fig. 7a analog", "Table III analog",
+              "Fig. 7b analog", "Fig. 6 analog", "balanced the workloads for 4 PEs")  # fmt: skip
+    for title in titles:
+        assert title in md
+    assert PLOTS_SKIPPED not in md
+
+
+def test_pngs_are_real_images(compared: dict[str, Any]) -> None:
+    from matplotlib.image import imread
+
+    for name in PNGS:
+        img = imread(compared["out"] / name)
+        assert img.ndim == 3
+        assert min(img.shape[:2]) > 100
+        assert img.std() > 0  # not a blank canvas
+
+
+def test_second_invocation_reuses_everything(compared: dict[str, Any]) -> None:
+    first, second = compared["first"], compared["second"]
+    assert any(e.kind == "round0_shared" for e in first)
+    assert any(e.kind == "prune" and e.lottery and e.lottery.kind == "step" for e in first)
+    assert not any(e.kind == "run" and e.reused for e in first)
+    ends = [e for e in second if e.kind == "prune" and e.lottery and e.lottery.kind == "round_end"]
+    assert len(ends) == 2 * (CONFIG.rounds + 1)
+    assert all(e.reused for e in ends)
+    assert not any(e.kind == "prune" and e.lottery and e.lottery.kind == "step" for e in second)
+    jobs = [e for e in second if e.kind in ("map", "run")]
+    assert jobs
+    assert all(e.reused for e in jobs)
+    # deterministic: the same inputs give the same JSON and markdown
+    assert (compared["out"] / "results.json").read_text() == compared["json1"]
+    assert (compared["out"] / "results.md").read_text() == compared["md1"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"balance": ("uticket",)}, "must include 'none'"),
+        ({"pes": (0,)}, "--pes"),
+        ({"balance": ("none", "bogus")}, "unknown --balance"),
+        ({"pes": ()}, "--pes"),
+        ({"samples": 0}, "--samples"),
+        ({"rounds": -1}, "--rounds"),
+    ],
+)
+def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        CompareConfig(**options)
+
+
+def test_cli_bad_option_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["compare", str(tmp_path / "m.onnx"), "--pes", "0", "-o", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "--pes" in err
+
+
+def test_without_matplotlib_tables_and_note(
+    compared: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = compared["root"] / "no_mpl"
+    shutil.copytree(compared["out"], out)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    argv = ["compare", str(compared["model"]), "--pes", "4,16", "--balance", "none,uticket",
+            "--rounds", "2", "--epochs", "1", "--samples", "20", "--train-limit", "128",
+            "-o", str(out), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["plots_skipped"] is True
+    assert summary["files"] == ["results.json", "results.md"]
+    md = (out / "results.md").read_text()
+    assert PLOTS_SKIPPED in md
+    assert "Table II analog" in md
+    assert not any((out / name).exists() for name in PNGS)
+    assert (out / "results.json").read_text() == compared["json1"]

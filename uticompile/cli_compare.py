@@ -1,0 +1,143 @@
+"""CLI command ``compare``: thin like the rest of the CLI (parse, configure, call, print)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+
+from uticompile.errors import ConfigError
+
+
+def _csv(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise ConfigError(f"--{what} needs at least one value")
+    return items
+
+
+def _ints(value: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in _csv(value, what))
+    except ValueError:
+        raise ConfigError(f"--{what} takes comma-separated integers, got {value!r}") from None
+
+
+def _text(summary: dict[str, Any], note: str) -> str:
+    def u(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    lines = [
+        f"Table II analog ({summary['primary_pes']} PEs)",
+        f"{'variant':<10}{'work':>14}{'idle':>14}{'latency':>12}{'util':>7}{'static':>8}"
+        f"{'energy uJ':>11}{'reduction':>10}",
+    ]
+    for v, d in summary["variants"].items():
+        t = d["table2"]
+        red = d["energy_reduction"]
+        lines.append(
+            f"{v:<10}{t['work']:>14}{t['idle']:>14}{t['latency']:>12}{u(t['utilization']):>7}"
+            f"{u(t['static_utilization']):>8}{d['energy_pj'] / 1e6:>11.4f}"
+            f"{'-' if red is None else f'{100 * red:.1f}%':>10}"
+        )
+    lines.append(
+        "energy reduction vs " + summary["baseline"] + ": "
+        + ", ".join(
+            f"{v} {100 * d['energy_reduction']:.1f}%"
+            for v, d in summary["variants"].items()
+            if v != summary["baseline"] and d["energy_reduction"] is not None
+        )
+    )  # fmt: skip
+    lines.append(note)
+    lines.append(f"wrote {', '.join(summary['files'])} in {summary['results_dir']}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", default="digits", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--pes", default="16", show_default=True,
+              help="PE counts, comma-separated; pruning balances for the first.")  # fmt: skip
+@click.option("--balance", default="none,uticket", show_default=True,
+              help="Variants: none (baseline), uticket, magnitude, activity.")  # fmt: skip
+@click.option("--rounds", type=int, default=14, show_default=True, help="Pruning rounds.")
+@click.option("--rate", type=float, default=0.25, show_default=True, help="Share pruned/round.")
+@click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per round.")
+@click.option(
+    "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
+)
+@click.option("--bits", type=int, default=16, show_default=True, help="Weight bits when mapping.")
+@click.option("--samples", type=int, default=100, show_default=True, help="Test samples run.")
+@click.option("--train-limit", type=int, default=None, help="Use only the first N train images.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "-o", "--output", type=click.Path(file_okay=False, path_type=Path), default="compare_results",
+    show_default=True, help="Results directory (finished work in it is reused).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def compare(
+    model: Path, dataset: str, data_dir: Path | None, pes: str, balance: str,
+    hw_path: Path | None, output: Path, as_json: bool, **options: Any,
+) -> None:  # fmt: skip
+    """Prune MODEL with every balance variant, map and run each, write the paper's tables."""
+    from uticompile.cli import _step_bar
+    from uticompile.compare import CompareConfig, CompareEvent, run_compare
+    from uticompile.compare.tables import PLOTS_SKIPPED
+
+    config = CompareConfig(
+        dataset=dataset,
+        data_dir=None if data_dir is None else str(data_dir),
+        pes=_ints(pes, "pes"),
+        balance=tuple(_csv(balance, "balance")),
+        hw_path=None if hw_path is None else str(hw_path),
+        **options,
+    )
+    bars = ExitStack()
+    state: dict[str, Any] = {}
+
+    def on_event(e: CompareEvent) -> None:
+        lot = e.lottery
+        if e.kind == "prune" and lot is not None:
+            if lot.kind == "round_start":
+                bars.close()
+                label = f"{e.variant} round {lot.round}/{lot.rounds} epoch"
+                state["step"] = bars.enter_context(_step_bar(label, True))
+            elif lot.kind == "step":
+                state["step"](lot.step)
+            elif lot.kind == "round_end" and lot.report is not None:
+                bars.close()
+                r = lot.report
+                click.echo(
+                    f"{e.variant} round {lot.round}: sparsity {r['sparsity']:.4f}, accuracy "
+                    f"{r['accuracy']:.4f}" + (" (reused)" if lot.resumed else ""),
+                    err=True,
+                )
+        elif e.kind == "jobs":
+            bars.close()
+            state["bar"] = bars.enter_context(
+                click.progressbar(length=e.total, label="map + run", file=sys.stderr)
+            )
+        elif e.kind == "run" and "bar" in state:
+            state["bar"].update(1)
+
+    with bars:
+        result = run_compare(model, config, output, on_event=on_event)
+    summary = result.summary()
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        note = PLOTS_SKIPPED if result.plots_skipped else result.results["note"]
+        click.echo(_text(summary, note))
+
+
+COMMANDS = (compare,)

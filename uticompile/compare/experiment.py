@@ -1,0 +1,399 @@
+"""Prune every variant from the same start and seed, map and run each model, collect the numbers.
+
+Pruning balances for one PE count (the first of ``pes``); the resulting models are then mapped
+and run at every PE count of the sweep. Everything lands in a results directory and is reused on
+the next invocation: the pruning run dirs resume through ``run_lottery`` (named by a hash of the
+run's identity, so other options give another dir, not an error), and mapped files and run
+reports are named by a hash of their inputs (source bytes, map and hardware options, data).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import uticompile
+from uticompile.compiler import MapConfig, compile_graph, to_mapping
+from uticompile.errors import ConfigError, MappingFormatError, UticompileError
+from uticompile.fileio import atomic_write_bytes, atomic_write_text
+from uticompile.hardware import HardwareConfig, load_hardware
+from uticompile.mapfile import Mapping, decode_mapping, encode_mapping
+from uticompile.models.datasets import Dataset, iterate_batches, load_dataset
+from uticompile.onnx_import import read_graph
+from uticompile.passes.lottery import (
+    BALANCE_CHOICES,
+    LotteryEvent,
+    PruneConfig,
+    _run_identity,
+    run_lottery,
+)
+from uticompile.runtime.engine import quantize_input
+from uticompile.runtime.simulate import input_bound, map_metadata, simulate
+
+BASELINE = "none"  # the lottery-ticket baseline every variant is compared with
+SWEEP_VARIANT = "uticket"  # Fig. 7b: this variant against the baseline, round by round
+MAX_PES = 4096
+_ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Every option of ``uticompile compare``; validated at construction."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    balance: tuple[str, ...] = (BASELINE, SWEEP_VARIANT)
+    pes: tuple[int, ...] = (16,)
+    rounds: int = 14
+    rate: float = 0.25
+    epochs: int = 5
+    grouping: str = "sata"
+    bits: int = 16
+    samples: int = 100
+    batch_size: int = 64
+    run_batch_size: int = 50
+    train_limit: int | None = None
+    seed: int = 0
+    hw_path: str | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        """Reject impossible options before any work (one-line ConfigError)."""
+        object.__setattr__(self, "balance", tuple(self.balance))
+        object.__setattr__(self, "pes", tuple(int(p) for p in self.pes))
+        if not self.balance:
+            raise ConfigError("--balance needs at least the baseline 'none'")
+        unknown = [b for b in self.balance if b not in BALANCE_CHOICES]
+        if unknown:
+            raise ConfigError(
+                f"unknown --balance {', '.join(unknown)}; choose from {', '.join(BALANCE_CHOICES)}"
+            )
+        if len(set(self.balance)) != len(self.balance):
+            raise ConfigError("--balance lists a variant twice")
+        if BASELINE not in self.balance:
+            raise ConfigError("--balance must include 'none': it is the baseline of every figure")
+        if not self.pes:
+            raise ConfigError("--pes needs at least one PE count")
+        bad = [p for p in self.pes if not 1 <= p <= MAX_PES]
+        if bad:
+            raise ConfigError(f"--pes values must lie in 1..{MAX_PES}, got {bad[0]}")
+        if len(set(self.pes)) != len(self.pes):
+            raise ConfigError("--pes lists a PE count twice")
+        if self.samples < 1:
+            raise ConfigError(f"--samples must be >= 1, got {self.samples}")
+        if self.run_batch_size < 1:
+            raise ConfigError(f"run batch size must be >= 1, got {self.run_batch_size}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ConfigError(f"--train-limit must be >= 1, got {self.train_limit}")
+        for variant in self.balance:
+            self.prune_config(variant)  # rounds, rate, epochs, seed, device, batch size
+        for n in self.pes:
+            self.map_config(n)
+
+    @property
+    def primary_pes(self) -> int:
+        """The PE count pruning balances for (the first of the sweep)."""
+        return self.pes[0]
+
+    def prune_config(self, balance: str) -> PruneConfig:
+        return PruneConfig(
+            dataset=self.dataset,
+            rounds=self.rounds,
+            rate=self.rate,
+            epochs=self.epochs,
+            balance=balance,
+            pes=self.primary_pes,
+            grouping=self.grouping,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def map_config(self, pes: int) -> MapConfig:
+        return MapConfig(pes=pes, grouping=self.grouping, bits=self.bits)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["balance"], d["pes"] = list(self.balance), list(self.pes)
+        return d
+
+
+@dataclass(frozen=True)
+class CompareEvent:
+    """Progress for callers (the CLI draws it; the library never prints).
+
+    ``kind``: ``prune`` (``lottery`` holds run_lottery's event; ``reused`` when the round was
+    finished earlier), ``round0_shared`` (round 0 copied from the baseline's identical run),
+    ``jobs`` (``total`` map+run jobs follow), ``map`` and ``run`` (``index`` of ``total``,
+    ``reused`` when read from the results dir), ``write`` (``path``, relative to the results dir).
+    """
+
+    kind: str
+    variant: str = ""
+    round: int = -1
+    pes: int = 0
+    lottery: LotteryEvent | None = None
+    reused: bool = False
+    index: int = 0
+    total: int = 0
+    path: str = ""
+
+
+@dataclass
+class CompareResult:
+    results: dict[str, Any]
+    results_dir: Path
+    files: list[str] = field(default_factory=list)
+    plots_skipped: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """What ``--json`` prints: the headline tables and where everything is."""
+        r = self.results
+        return {
+            "results_dir": str(self.results_dir),
+            "files": self.files,
+            "plots_skipped": self.plots_skipped,
+            "primary_pes": r["primary_pes"],
+            "baseline": r["baseline"],
+            "variants": {
+                v: {
+                    "table1": d["table1"],
+                    "table2": d["table2"],
+                    "energy_pj": d["energy_pj"]["total"],
+                    "energy_reduction": d["energy_reduction"],
+                }
+                for v, d in r["variants"].items()
+            },
+        }
+
+
+def digest(obj: Any) -> str:
+    """SHA-256 of a JSON-able object (sorted keys): the cache key of a job's inputs."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _limit(data: Dataset, n: int | None) -> Dataset:
+    if n is None or n >= data.x_train.shape[0]:
+        return data
+    return replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+
+
+def _share_round0(donor: Path, run_dir: Path, identity: dict[str, Any]) -> bool:
+    """Seed a fresh run dir with the baseline's round 0: it does not depend on the balance mode.
+
+    Round 0 trains the dense model with the seed of (seed, 0) only, so copying it is what the
+    run would compute itself, minus the time. The copy is byte for byte, ``done`` last.
+    """
+    src = donor / "round_00"
+    if run_dir.exists() or not (src / "done").exists() or not (donor / "rewind.onnx").exists():
+        return False
+    text = json.dumps(identity, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(run_dir / "config.json", text)
+    atomic_write_bytes(run_dir / "rewind.onnx", (donor / "rewind.onnx").read_bytes())
+    for name in _ROUND0_FILES:
+        atomic_write_bytes(run_dir / "round_00" / name, (src / name).read_bytes())
+    return True
+
+
+def _batches(m: Mapping, data: Dataset, samples: int, batch_size: int) -> list[tuple[Any, Any]]:
+    """The first ``samples`` test images, quantized to the mapping's input format."""
+    frac, bits = int(m.model["input_frac_bits"]), int(m.model["input_bits"])
+    out: list[tuple[Any, Any]] = []
+    left = samples
+    for x, y in iterate_batches(
+        data, "test", batch_size, shuffle=False, augment=False, generator=None
+    ):
+        if left <= 0:
+            break
+        x_np, y_np = x.numpy()[:left], y.numpy()[:left]
+        out.append((quantize_input(x_np, frac, bits), y_np))
+        left -= len(x_np)
+    return out
+
+
+@dataclass(frozen=True)
+class _Job:
+    variant: str
+    round: int
+    pes: int
+    source: Path
+
+
+class _Runner:
+    """Maps and runs one model at one PE count, reusing earlier results keyed by their inputs."""
+
+    def __init__(
+        self, out: Path, config: CompareConfig, data: Dataset, hw: HardwareConfig, bound: float
+    ) -> None:
+        self.out, self.config, self.data, self.hw, self.bound = out, config, data, hw, bound
+        self.data_id = {
+            "name": data.name,
+            "test": int(data.x_test.shape[0]),
+            "input_shape": list(data.input_shape),
+            "mean": list(data.mean),
+            "std": list(data.std),
+        }
+
+    def __call__(
+        self, job: _Job, emit: Callable[[CompareEvent], None], index: int, total: int
+    ) -> dict[str, Any]:
+        cfg = self.config
+        src = job.source.read_bytes()
+        mc = cfg.map_config(job.pes)
+        hw = self.hw.with_pes(job.pes)
+        map_key = digest(
+            {
+                "source": hashlib.sha256(src).hexdigest(),
+                "map": asdict(mc),
+                "hardware": asdict(hw),
+                "input_bound": self.bound,
+                "version": uticompile.__version__,
+            }
+        )
+        run_key = digest(
+            {
+                "mapping": map_key,
+                "data": self.data_id,
+                "samples": cfg.samples,
+                "batch_size": cfg.run_batch_size,
+            }
+        )
+        label = f"{job.variant}-r{job.round:02d}-pes{job.pes}"
+        map_path = self.out / "mapped" / f"{label}-{map_key[:16]}.map"
+        rep_path = self.out / "reports" / f"{label}-{run_key[:16]}.json"
+
+        def event(kind: str, reused: bool) -> None:
+            emit(CompareEvent(kind, job.variant, job.round, job.pes, None, reused, index, total))
+
+        if rep_path.exists():
+            try:
+                report: dict[str, Any] = json.loads(rep_path.read_text())
+                event("map", True)
+                event("run", True)
+                return report
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                pass  # a damaged report is redone
+        mapping: Mapping | None = None
+        if map_path.exists():
+            try:
+                mapping = decode_mapping(map_path.read_bytes())
+            except MappingFormatError:
+                mapping = None
+        event("map", mapping is not None)
+        if mapping is None:
+            module = compile_graph(read_graph(job.source), mc, hw, self.bound)
+            mapping = to_mapping(module, map_metadata(mc, hw, self.bound, src))
+            atomic_write_bytes(map_path, encode_mapping(mapping))
+        sim = simulate(mapping, _batches(mapping, self.data, cfg.samples, cfg.run_batch_size), hw)
+        payload = sim.report.to_json()
+        payload["accuracy"] = sim.accuracy
+        text = json.dumps(payload, indent=1, sort_keys=True) + "\n"
+        atomic_write_text(rep_path, text)
+        event("run", False)
+        result: dict[str, Any] = json.loads(text)  # the same numbers a reused run reads back
+        return result
+
+
+def _jobs(config: CompareConfig, runs: dict[str, Path]) -> list[_Job]:
+    """Every (variant, round, PE count) to map and run, without repeats."""
+    final = config.rounds
+
+    def model(v: str, r: int) -> Path:
+        return runs[v] / f"round_{r:02d}" / "trained.onnx"
+
+    jobs = [_Job(v, final, n, model(v, final)) for v in config.balance for n in config.pes]
+    if sweep_applies(config):
+        for v in (BASELINE, SWEEP_VARIANT):
+            jobs += [_Job(v, r, config.primary_pes, model(v, r)) for r in range(final + 1)]
+    seen: set[tuple[str, int, int]] = set()
+    unique = []
+    for j in jobs:
+        if (j.variant, j.round, j.pes) not in seen:
+            seen.add((j.variant, j.round, j.pes))
+            unique.append(j)
+    return unique
+
+
+def sweep_applies(config: CompareConfig) -> bool:
+    """Fig. 7b needs the u-Ticket variant and at least two pruning rounds."""
+    return SWEEP_VARIANT in config.balance and config.rounds >= 2
+
+
+def run_compare(
+    model_path: str | Path,
+    config: CompareConfig,
+    results_dir: str | Path,
+    *,
+    on_event: Callable[[CompareEvent], None] | None = None,
+) -> CompareResult:
+    """Run (or continue) the comparison and write results.json, results.md and the figures.
+
+    Raises UticompileError subclasses for a bad model, dataset or option.
+    """
+    from uticompile.compare.plots import render_plots
+    from uticompile.compare.tables import build_results, markdown
+
+    emit = on_event or (lambda _e: None)
+    out = Path(results_dir)
+    model_path = Path(model_path)
+    graph = read_graph(model_path)
+    c, h, w = graph.input_shape
+    if h != w:
+        raise UticompileError(f"{model_path}: non-square input {h}x{w} is not supported")
+    data = load_dataset(config.dataset, data_dir=config.data_dir, size=h, channels=c)
+    if data.num_classes != graph.num_classes:
+        raise UticompileError(
+            f"{model_path} has {graph.num_classes} classes, {config.dataset} has {data.num_classes}"
+        )
+    train_data = _limit(data, config.train_limit)
+    hw = load_hardware(config.hw_path)
+    bound = input_bound(data.mean, data.std)
+
+    # 1. pruning: the baseline first, so the others can take its round 0.
+    order = [BASELINE] + [v for v in config.balance if v != BASELINE]
+    runs: dict[str, Path] = {}
+    rounds: dict[str, list[dict[str, Any]]] = {}
+    for variant in order:
+        pc = config.prune_config(variant)
+        identity = _run_identity(graph, train_data, pc)
+        run_dir = out / "runs" / f"{variant}-{digest(identity)[:12]}"
+        if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
+            emit(CompareEvent("round0_shared", variant, 0))
+
+        def relay(e: LotteryEvent, v: str = variant) -> None:
+            emit(CompareEvent("prune", v, e.round, config.primary_pes, e, e.resumed))
+
+        result = run_lottery(graph, train_data, pc, run_dir, resume=True, on_event=relay)
+        runs[variant], rounds[variant] = run_dir, result.reports
+
+    # 2. map and run every model that a table or figure needs.
+    runner = _Runner(out, config, data, hw, bound)
+    jobs = _jobs(config, runs)
+    emit(CompareEvent("jobs", total=len(jobs)))
+    reports = {
+        (j.variant, j.round, j.pes): runner(j, emit, i, len(jobs)) for i, j in enumerate(jobs)
+    }
+
+    # 3. tables and figures.
+    model_sha = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    results = build_results(
+        config,
+        model={"file": model_path.name, "sha256": model_sha, "name": graph.name},
+        runs={v: p.relative_to(out).as_posix() for v, p in runs.items()},
+        rounds=rounds,
+        reports=reports,
+    )
+    plots = render_plots(results, out)
+    files = ["results.json", "results.md", *(plots or [])]
+    text = json.dumps(results, indent=2, sort_keys=True) + "\n"
+    atomic_write_text(out / "results.json", text)
+    emit(CompareEvent("write", path="results.json"))
+    atomic_write_text(out / "results.md", markdown(results, plots))
+    emit(CompareEvent("write", path="results.md"))
+    for name in plots or []:
+        emit(CompareEvent("write", path=name))
+    return CompareResult(json.loads(text), out, files, plots is None)

@@ -1,0 +1,251 @@
+"""The numbers of a comparison as one JSON-able dict, and the markdown tables made from it.
+
+Everything here is a pure function of its inputs (no times, no absolute paths), so the same runs
+give byte-identical ``results.json`` and ``results.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uticompile.compare.experiment import BASELINE, SWEEP_VARIANT, CompareConfig, sweep_applies
+
+PLOTS_SKIPPED = "Plots skipped: matplotlib is not installed (pip install 'uticompile[plot]')."
+_ROUND_KEYS = ("round", "sparsity", "accuracy", "spike_sparsity", "utilization_network")
+_LAYER_KEYS = (
+    "name",
+    "kind",
+    "params",
+    "groups",
+    "work",
+    "idle",
+    "latency",
+    "utilization",
+    "static_utilization",
+    "input_spike_sparsity",
+)
+
+
+def _reduction(base: float, value: float) -> float | None:
+    """(E_base - E) / E_base, the paper's energy reduction against the LTH baseline."""
+    return (base - value) / base if base else None
+
+
+def _table2(rep: dict[str, Any], pes: int) -> dict[str, Any]:
+    return {
+        "pes": pes,
+        "work": rep["work"],
+        "idle": rep["idle"],
+        "latency": rep["latency"],
+        "utilization": rep["utilization_weighted"],
+        "utilization_unweighted": rep["utilization_unweighted"],
+        "static_utilization": rep["static_utilization_weighted"],
+        "static_utilization_unweighted": rep["static_utilization_unweighted"],
+    }
+
+
+def build_results(
+    config: CompareConfig,
+    *,
+    model: dict[str, Any],
+    runs: dict[str, str],
+    rounds: dict[str, list[dict[str, Any]]],
+    reports: dict[tuple[str, int, int], dict[str, Any]],
+) -> dict[str, Any]:
+    """Every number of the comparison; ``reports[(variant, round, pes)]`` are run reports."""
+    R, P = config.rounds, config.primary_pes
+    base_energy = reports[(BASELINE, R, P)]["energy_pj"]["total"]
+    variants: dict[str, Any] = {}
+    for v in config.balance:
+        final = rounds[v][-1]
+        rep = reports[(v, R, P)]
+        first = reports[(v, R, config.pes[0])]
+        sweep = []
+        for n in config.pes:
+            r = reports[(v, R, n)]
+            sweep.append(
+                {
+                    "pes": n,
+                    "latency": r["latency"],
+                    "energy_pj": r["energy_pj"]["total"],
+                    "latency_norm": r["latency"] / first["latency"] if first["latency"] else None,
+                    "energy_norm": r["energy_pj"]["total"] / first["energy_pj"]["total"]
+                    if first["energy_pj"]["total"]
+                    else None,
+                    "work": r["work"],
+                    "idle": r["idle"],
+                    "static_utilization": r["static_utilization_weighted"],
+                    "utilization": r["utilization_weighted"],
+                }
+            )
+        variants[v] = {
+            "run_dir": runs[v],
+            "rounds": [{k: x[k] for k in _ROUND_KEYS} for x in rounds[v]],
+            "table1": {
+                "accuracy": final["accuracy"],
+                "accuracy_mapped": rep["accuracy"],
+                "weight_sparsity": final["sparsity"],
+                "spike_sparsity": final["spike_sparsity"],
+                "input_spike_sparsity_mapped": rep["input_spike_sparsity"],
+            },
+            "table2": _table2(rep, P),
+            "energy_pj": rep["energy_pj"],
+            "idle_energy_pj": rep["idle_energy_pj"],
+            "energy_reduction": _reduction(base_energy, rep["energy_pj"]["total"]),
+            "layers": [{k: c[k] for k in _LAYER_KEYS} for c in rep["layers"]],
+            "pes_sweep": sweep,
+        }
+    sparsity_sweep = None
+    if sweep_applies(config):
+        sparsity_sweep = []
+        for k in range(R + 1):
+            e_none = reports[(BASELINE, k, P)]["energy_pj"]["total"]
+            e_bal = reports[(SWEEP_VARIANT, k, P)]["energy_pj"]["total"]
+            sparsity_sweep.append(
+                {
+                    "round": k,
+                    "sparsity": rounds[SWEEP_VARIANT][k]["sparsity"],
+                    "sparsity_baseline": rounds[BASELINE][k]["sparsity"],
+                    "energy_pj_baseline": e_none,
+                    "energy_pj": e_bal,
+                    "energy_reduction": _reduction(e_none, e_bal),
+                }
+            )
+    return {
+        "model": model,
+        "config": config.to_json(),
+        "baseline": BASELINE,
+        "primary_pes": P,
+        "samples": reports[(BASELINE, R, P)]["samples"],
+        "note": (
+            f"Pruning balanced the workloads for {P} PEs (the first --pes); the same pruned "
+            "models were mapped and run at every PE count of the sweep."
+        ),
+        "variants": variants,
+        "sparsity_sweep": sparsity_sweep,
+    }
+
+
+# --- markdown ---------------------------------------------------------------------------------
+
+
+def _f(v: Any, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    return out + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown(results: dict[str, Any], plots: list[str] | None) -> str:
+    """The tables with short captions naming the paper's counterpart of each."""
+    cfg, V = results["config"], results["variants"]
+    P = results["primary_pes"]
+    lines = [
+        f"# u-Ticket comparison: {results['model']['file']} on {cfg['dataset']}",
+        "",
+        f"Variants: {', '.join(V)} (baseline `{results['baseline']}` = the lottery ticket); "
+        f"{cfg['rounds']} pruning rounds of {cfg['rate']:.0%}, {cfg['epochs']} epochs each, "
+        f"seed {cfg['seed']}; hardware runs on {results['samples']} test samples. "
+        + results["note"],
+        "",
+        "## Table I analog: accuracy and sparsity",
+        "",
+        "Paper Table I. Accuracy and spike sparsity of the trained model on the whole test split "
+        "(float); 'mapped' columns come from the quantized model on the modeled accelerator.",
+        "",
+    ]
+    lines += _table(
+        ["variant", "accuracy", "accuracy (mapped)", "weight sparsity", "spike sparsity",
+         "input spike sparsity (mapped)"],
+        [[v, _pct(d["table1"]["accuracy"]), _pct(d["table1"]["accuracy_mapped"]),
+          _pct(d["table1"]["weight_sparsity"]), _pct(d["table1"]["spike_sparsity"]),
+          _pct(d["table1"]["input_spike_sparsity_mapped"])] for v, d in V.items()],
+    )  # fmt: skip
+    lines += [
+        "",
+        f"## Table II analog: work, idle, latency, utilization ({P} PEs)",
+        "",
+        "Paper Table II. Cycles summed over every PE and layer for all samples; latency = sum "
+        "of the busiest PE per step; utilization is Eq. 2, weighted by layer parameters: "
+        "'spike' from the cycles actually spent on spikes, 'static' from nonzero weights only "
+        "(the paper's and the public code's measure).",
+        "",
+    ]
+    lines += _table(
+        ["variant", "work", "idle", "latency", "utilization (spike)", "utilization (static)"],
+        [[v, str(t["work"]), str(t["idle"]), str(t["latency"]), _f(t["utilization"]),
+          _f(t["static_utilization"])] for v, t in ((v, d["table2"]) for v, d in V.items())],
+    )  # fmt: skip
+    lines += [
+        "",
+        "## Energy and its reduction against the baseline (Fig. 7a analog)",
+        "",
+        "Paper Fig. 7a and Fig. 8. Energy in uJ from the cost model (paper Eq. 3 with the SATA "
+        "power figures); reduction = (E_none - E) / E_none; the columns are Fig. 8's breakdown.",
+        "",
+    ]
+    keys = [k for k in next(iter(V.values()))["energy_pj"] if k != "total"]
+    lines += _table(
+        ["variant", "energy (uJ)", "reduction", "idle energy (uJ)", *keys],
+        [[v, _f(d["energy_pj"]["total"] / 1e6), _pct(d["energy_reduction"]),
+          _f(d["idle_energy_pj"] / 1e6), *(_f(d["energy_pj"][k] / 1e6) for k in keys)]
+         for v, d in V.items()],
+    )  # fmt: skip
+    if len(cfg["pes"]) >= 2:
+        pes = cfg["pes"]
+        lines += [
+            "",
+            "## Table III analog: latency and energy against the PE count",
+            "",
+            f"Paper Table III. Latency and energy normalized to {pes[0]} PEs, for each variant. "
+            + results["note"],
+            "",
+        ]
+        rows = []
+        for v, d in V.items():
+            rows.append([v, "latency", *(_f(s["latency_norm"], ".3f") for s in d["pes_sweep"])])
+            rows.append([v, "energy", *(_f(s["energy_norm"], ".3f") for s in d["pes_sweep"])])
+        lines += _table(["variant", "normalized", *(str(n) for n in pes)], rows)
+    if results["sparsity_sweep"]:
+        lines += [
+            "",
+            f"## Energy reduction against weight sparsity (Fig. 7b analog, {P} PEs)",
+            "",
+            f"Paper Fig. 7b. Every round's trained model of `{BASELINE}` and `{SWEEP_VARIANT}`, "
+            "mapped and run; reduction = (E_none - E_uticket) / E_none.",
+            "",
+        ]
+        lines += _table(
+            ["round", "sparsity (uticket)", "sparsity (none)", "energy none (uJ)",
+             "energy uticket (uJ)", "reduction"],
+            [[str(s["round"]), _pct(s["sparsity"]), _pct(s["sparsity_baseline"]),
+              _f(s["energy_pj_baseline"] / 1e6), _f(s["energy_pj"] / 1e6),
+              _pct(s["energy_reduction"])] for s in results["sparsity_sweep"]],
+        )  # fmt: skip
+    lines += [
+        "",
+        f"## Layer-wise work, idle, latency, utilization (Fig. 6 analog, {P} PEs)",
+        "",
+        "Paper Fig. 6. One row per PE-mapped layer and variant.",
+        "",
+    ]
+    lines += _table(
+        ["layer", "variant", "work", "idle", "latency", "utilization (spike)",
+         "utilization (static)", "input spike sparsity"],
+        [[c["name"], v, str(c["work"]), str(c["idle"]), str(c["latency"]),
+          _f(c["utilization"]), _f(c["static_utilization"]), _f(c["input_spike_sparsity"])]
+         for i in range(len(next(iter(V.values()))["layers"]))
+         for v, d in V.items() for c in (d["layers"][i],)],
+    )  # fmt: skip
+    lines += ["", "## Figures", ""]
+    if plots is None:
+        lines.append(PLOTS_SKIPPED)
+    else:
+        lines += [f"![{name}]({name})" for name in plots]
+    return "\n".join(lines) + "\n"
