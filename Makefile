@@ -17,9 +17,12 @@ $(BIN)/uticompile: pyproject.toml
 
 install: $(BIN)/uticompile
 
+# Train a small SNN on digits, prune it with plain lottery tickets and with u-Ticket, map both to
+# 16 PEs, run them on the modeled accelerator and print the comparison (tables + PNGs in demo/).
 demo: install
 	$(BIN)/uticompile train --model vgg_small --dataset digits --epochs 5 -o $(DEMO_DIR)/vgg_small.onnx
-	$(BIN)/uticompile eval $(DEMO_DIR)/vgg_small.onnx --dataset digits
+	$(BIN)/uticompile compare $(DEMO_DIR)/vgg_small.onnx --dataset digits --pes 16 \
+		--balance none,uticket --rounds 4 --epochs 1 --samples 100 -o $(DEMO_DIR)/compare
 
 test: install
 	$(BIN)/python -m pytest -q
