@@ -359,7 +359,7 @@ def round_report(
 # --- the runner -------------------------------------------------------------------------------
 
 
-def _run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
+def run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
     return {
         "config": asdict(config),
         "model_sha256": graph_digest(graph),
@@ -407,7 +407,7 @@ def run_lottery(
     """
     run = Path(run_dir)
     graph.validate()
-    _prepare_run_dir(run, _run_identity(graph, data, config), resume)
+    _prepare_run_dir(run, run_identity(graph, data, config), resume)
     emit = on_event or (lambda _e: None)
     T = graph.timesteps
     scope = scope_layers(graph, paper_compat=config.paper_compat)

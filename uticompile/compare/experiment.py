@@ -28,7 +28,7 @@ from uticompile.passes.lottery import (
     BALANCE_CHOICES,
     LotteryEvent,
     PruneConfig,
-    _run_identity,
+    run_identity,
     run_lottery,
 )
 from uticompile.runtime.engine import quantize_input
@@ -359,7 +359,7 @@ def run_compare(
     rounds: dict[str, list[dict[str, Any]]] = {}
     for variant in order:
         pc = config.prune_config(variant)
-        identity = _run_identity(graph, train_data, pc)
+        identity = run_identity(graph, train_data, pc)
         run_dir = out / "runs" / f"{variant}-{digest(identity)[:12]}"
         if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
             emit(CompareEvent("round0_shared", variant, 0))
