@@ -360,6 +360,7 @@ def round_report(
 
 
 def run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
+    """What a run directory's results depend on: options, model and data digests."""
     return {
         "config": asdict(config),
         "model_sha256": graph_digest(graph),
