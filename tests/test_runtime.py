@@ -165,3 +165,22 @@ def test_per_pe_and_per_group_figures_are_reported() -> None:
     assert cost.pe_work == [[2, 1, 2, 1], [0, 0, 0, 0]]
     assert cost.group_utilization[0] == pytest.approx(1 - (2 - 1.5) / 2 * 4 / 3)
     assert cost.group_utilization[1] is None
+
+
+def test_check_names_layer_sample_timestep_and_position_of_a_mismatch() -> None:
+    from uticompile.runtime.simulate import Checker, CheckError
+
+    g = _prune(_lively(build_model("vgg_small", ModelSpec((1, 16, 16), 10)), 2), 0.3, 16, False, 3)
+    module = compile_graph(g, MapConfig(), HardwareConfig(), 2.5)
+    m = decode_mapping(encode_mapping(to_mapping(module)))
+    x_q = quantize_input(np.random.default_rng(4).normal(0, 1, (3, 1, 16, 16)), 5, 8)
+    checker = Checker(module)
+    run = Engine(m).run(x_q)
+    checker.compare(x_q, run, m.layer_names, 0)
+    assert checker.result.samples == 3
+    lif = checker.lif_layers[1]
+    run.outputs[lif].values[2, 1, 5, 3, 4] ^= True
+    with pytest.raises(
+        CheckError, match=rf"layer {lif} \(lif2\) at sample 1, timestep 2, position \(5, 3, 4\)"
+    ):
+        checker.compare(x_q, run, m.layer_names, 0)
