@@ -22,9 +22,10 @@ from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
 from uticompile.ir import Graph
 from uticompile.mapfile import KIND_NAMES, Mapping, encode_mapping
+from uticompile.models.datasets import Dataset, iterate_batches
 from uticompile.onnx_export import serialize
 from uticompile.runtime.cost import CostReport, EventCounter
-from uticompile.runtime.engine import Engine, Execution
+from uticompile.runtime.engine import Engine, Execution, quantize_input
 from uticompile.runtime.reference import INPUT, reference_model
 
 
@@ -162,6 +163,24 @@ def simulate(
         labels=np.concatenate(labels) if labels else None,
         check=checker.result if checker is not None else None,
     )
+
+
+def quantized_test_batches(
+    m: Mapping, data: Dataset, samples: int, batch_size: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first ``samples`` test images of ``data``, quantized to the mapping's input format."""
+    frac, bits = int(m.model["input_frac_bits"]), int(m.model["input_bits"])
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    left = samples
+    for x, y in iterate_batches(
+        data, "test", batch_size, shuffle=False, augment=False, generator=None
+    ):
+        if left <= 0:
+            break
+        x_np, y_np = x.numpy()[:left], y.numpy()[:left]
+        out.append((quantize_input(x_np, frac, bits), y_np))
+        left -= len(x_np)
+    return out
 
 
 def first_lif(m: Mapping) -> int:

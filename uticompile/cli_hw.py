@@ -28,26 +28,6 @@ def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
     return load_dataset_for(dataset, input_shape=(c, h, w), num_classes=classes, data_dir=data_dir)
 
 
-def _quantized_batches(
-    mapping: Any, data: Any, samples: int, batch_size: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    from uticompile.models.datasets import iterate_batches
-    from uticompile.runtime.engine import quantize_input
-
-    frac, bits = int(mapping.model["input_frac_bits"]), int(mapping.model["input_bits"])
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    left = samples
-    for x, y in iterate_batches(
-        data, "test", batch_size, shuffle=False, augment=False, generator=None
-    ):
-        if left <= 0:
-            break
-        x_np, y_np = x.numpy()[:left], y.numpy()[:left]
-        out.append((quantize_input(x_np, frac, bits), y_np))
-        left -= len(x_np)
-    return out
-
-
 @click.command(name="map")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--pes", type=click.IntRange(min=1, max=4096), default=16, show_default=True)
@@ -172,7 +152,7 @@ def encode_input(
     """Write the spike traces entering the PE array (after the analog layer) as CSR."""
     from uticompile.mapfile import read_mapping
     from uticompile.runtime.engine import Engine
-    from uticompile.runtime.simulate import first_lif
+    from uticompile.runtime.simulate import first_lif, quantized_test_batches
     from uticompile.spikes import encode_spikes, write_spikes
 
     m = read_mapping(mapped)
@@ -180,7 +160,7 @@ def encode_input(
     layer = first_lif(m)
     engine = Engine(m)
     spikes, labels = [], []
-    for x_q, y in _quantized_batches(m, data, samples, 256):
+    for x_q, y in quantized_test_batches(m, data, samples, 256):
         spikes.append(engine.run(x_q, stop=layer).outputs[layer].values.swapaxes(0, 1))
         labels.append(y)
     csr = encode_spikes(np.concatenate(spikes), layer=layer, labels=np.concatenate(labels))
@@ -221,7 +201,7 @@ def run(
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import read_mapping
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.runtime.simulate import Checker, recompile, simulate
+    from uticompile.runtime.simulate import Checker, quantized_test_batches, recompile, simulate
 
     mapped_bytes = mapped.read_bytes() if mapped.is_file() else b""
     m = read_mapping(mapped)
@@ -237,7 +217,7 @@ def run(
             src_bytes = source.read_bytes() if source.is_file() else b""
             module = recompile(m, mapped_bytes, from_onnx(load_onnx(source)), src_bytes, hw)
             checker = Checker(module)
-        batches = _quantized_batches(m, data, samples, batch_size)
+        batches = quantized_test_batches(m, data, samples, batch_size)
         total = sum(len(b[0]) for b in batches)
         with click.progressbar(length=total, label="samples", file=sys.stderr) as bar:
             sim = simulate(m, batches, hw, checker=checker, on_batch=bar.update)

@@ -22,7 +22,7 @@ from uticompile.errors import ConfigError, MappingFormatError, UticompileError
 from uticompile.fileio import atomic_write_bytes, atomic_write_text
 from uticompile.hardware import HardwareConfig, load_hardware
 from uticompile.mapfile import Mapping, decode_mapping, encode_mapping
-from uticompile.models.datasets import Dataset, iterate_batches, load_dataset
+from uticompile.models.datasets import Dataset, load_dataset
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import (
     BALANCE_CHOICES,
@@ -31,8 +31,12 @@ from uticompile.passes.lottery import (
     run_identity,
     run_lottery,
 )
-from uticompile.runtime.engine import quantize_input
-from uticompile.runtime.simulate import input_bound, map_metadata, simulate
+from uticompile.runtime.simulate import (
+    input_bound,
+    map_metadata,
+    quantized_test_batches,
+    simulate,
+)
 
 BASELINE = "none"  # the lottery-ticket baseline every variant is compared with
 SWEEP_VARIANT = "uticket"  # Fig. 7b: this variant against the baseline, round by round
@@ -199,22 +203,6 @@ def _share_round0(donor: Path, run_dir: Path, identity: dict[str, Any]) -> bool:
     return True
 
 
-def _batches(m: Mapping, data: Dataset, samples: int, batch_size: int) -> list[tuple[Any, Any]]:
-    """The first ``samples`` test images, quantized to the mapping's input format."""
-    frac, bits = int(m.model["input_frac_bits"]), int(m.model["input_bits"])
-    out: list[tuple[Any, Any]] = []
-    left = samples
-    for x, y in iterate_batches(
-        data, "test", batch_size, shuffle=False, augment=False, generator=None
-    ):
-        if left <= 0:
-            break
-        x_np, y_np = x.numpy()[:left], y.numpy()[:left]
-        out.append((quantize_input(x_np, frac, bits), y_np))
-        left -= len(x_np)
-    return out
-
-
 @dataclass(frozen=True)
 class _Job:
     variant: str
@@ -288,7 +276,9 @@ class _Runner:
             module = compile_graph(read_graph(job.source), mc, hw, self.bound)
             mapping = to_mapping(module, map_metadata(mc, hw, self.bound, src))
             atomic_write_bytes(map_path, encode_mapping(mapping))
-        sim = simulate(mapping, _batches(mapping, self.data, cfg.samples, cfg.run_batch_size), hw)
+        sim = simulate(
+            mapping, quantized_test_batches(mapping, self.data, cfg.samples, cfg.run_batch_size), hw
+        )
         payload = sim.report.to_json()
         payload["accuracy"] = sim.accuracy
         text = json.dumps(payload, indent=1, sort_keys=True) + "\n"
