@@ -29,6 +29,7 @@ from uticompile.passes.grouping import GROUPINGS
 from uticompile.passes.lower_to_hardware import LowerToHardware
 from uticompile.passes.place_on_pes import PlaceOnPEs
 from uticompile.passes.quantize import Quantize
+from uticompile.passes.registry import MAP_PIPELINE
 
 
 @dataclass(frozen=True)
@@ -57,16 +58,15 @@ def compile_graph(
 ) -> HwModule:
     """Run the map pipeline on ``graph``; ``input_bound`` = the largest |normalized input|."""
     hw = hw.with_pes(config.pes)
-    manager = PassManager(
-        [
-            FoldBatchNorm(),
-            LowerToHardware(hw, config.grouping, input_bound),
-            Quantize(config.bits, hw.input_bits, hw.acc_bits),
-            PlaceOnPEs(),
-            EncodeWSP(),
-        ]
-    )
-    return manager.run(graph, on_pass)
+    passes = [
+        FoldBatchNorm(),
+        LowerToHardware(hw, config.grouping, input_bound),
+        Quantize(config.bits, hw.input_bits, hw.acc_bits),
+        PlaceOnPEs(),
+        EncodeWSP(),
+    ]
+    assert tuple(p.name for p in passes) == MAP_PIPELINE
+    return PassManager(passes).run(graph, on_pass)
 
 
 def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
