@@ -22,7 +22,7 @@ from uticompile.mapfile import (
     TILE_DTYPE,
     Mapping,
 )
-from uticompile.passes.base import PassManager
+from uticompile.passes.base import Pass, PassManager
 from uticompile.passes.encode_wsp import EncodeWSP
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 from uticompile.passes.grouping import GROUPINGS
@@ -58,7 +58,7 @@ def compile_graph(
 ) -> HwModule:
     """Run the map pipeline on ``graph``; ``input_bound`` = the largest |normalized input|."""
     hw = hw.with_pes(config.pes)
-    passes = [
+    passes: list[Pass] = [
         FoldBatchNorm(),
         LowerToHardware(hw, config.grouping, input_bound),
         Quantize(config.bits, hw.input_bits, hw.acc_bits),
