@@ -402,6 +402,26 @@ def prune(
     _emit(as_json, payload, text)
 
 
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def show(path: Path) -> None:
+    """Print an ONNX model's IR or a mapped binary (.utm) as stable text."""
+    from uticompile.mapfile import MAGIC_UTM, read_mapping
+    from uticompile.onnx_import import read_graph
+    from uticompile.printer import format_graph, format_mapping
+
+    with open(path, "rb") if path.is_file() else _missing(path) as handle:
+        head = handle.read(len(MAGIC_UTM))
+    if head == MAGIC_UTM:
+        click.echo(format_mapping(read_mapping(path)), nl=False)
+    else:
+        click.echo(format_graph(read_graph(path), digests=True), nl=False)
+
+
+def _missing(path: Path) -> Any:
+    raise UticompileError(f"{path}: no such file")
+
+
 def _register_hardware_commands() -> None:
     from uticompile.cli_compare import COMMANDS as _COMPARE
     from uticompile.cli_hw import COMMANDS
