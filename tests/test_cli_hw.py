@@ -157,3 +157,14 @@ def test_bad_mappings_give_one_line_errors(mapped: dict) -> None:
         assert message in lines[0], lines[0]
         assert "Traceback" not in proc.stderr
     assert not (tmp / "x.utm").exists()
+
+
+def test_show_prints_the_ir_and_the_mapping(mapped: dict) -> None:
+    model, utm, _ = mapped["none"]
+    runner = CliRunner()
+    ir = runner.invoke(cli, ["show", str(model)], catch_exceptions=False).output
+    assert ir.startswith("graph vgg_small input %input[1,16,16] T=4")
+    assert "= LIF(" in ir
+    text = runner.invoke(cli, ["show", str(utm)], catch_exceptions=False).output
+    assert text.startswith("mapping vgg_small")
+    assert " ENCODE " in text
