@@ -46,6 +46,10 @@ def _clip(b: _Builder, x: str, acc_bits: int) -> str:
 def _lif(b: _Builder, layer: HwLayer, x: str, timesteps: int, acc_bits: int) -> str:
     hi = float(2 ** (acc_bits - 1) - 1)
     lo = -hi - 1
+    if layer.reset == "hard":
+        reset = helper.make_node("Constant", [], ["reset_value"], value=_scalar(0.0))
+    else:
+        reset = helper.make_node("Sub", ["u", "theta"], ["reset_value"])
     step = helper.make_graph(
         [
             helper.make_node("Mul", ["u_prev", "mult"], ["um"]),
@@ -55,6 +59,7 @@ def _lif(b: _Builder, layer: HwLayer, x: str, timesteps: int, acc_bits: int) -> 
             helper.make_node("Max", ["raw", "lo"], ["raw_lo"]),
             helper.make_node("Min", ["raw_lo", "hi"], ["u"]),
             helper.make_node("GreaterOrEqual", ["u", "theta"], ["fire"]),
+            reset,
             helper.make_node("Where", ["fire", "reset_value", "u"], ["u_next"]),
             helper.make_node("Cast", ["fire"], ["s_t"], to=TensorProto.FLOAT),
         ],
@@ -80,13 +85,6 @@ def _lif(b: _Builder, layer: HwLayer, x: str, timesteps: int, acc_bits: int) -> 
     )
     xd = b.op("Cast", [x], to=TensorProto.DOUBLE)
     xt = b.op("Reshape", [xd, b.const([timesteps, -1], np.int64)])
-    if layer.reset == "hard":
-        b.nodes.append(helper.make_node("Constant", [], ["reset_value"], value=_scalar(0.0)))
-    else:
-        b.nodes.append(helper.make_node("Sub", ["u", "theta"], ["reset_value"]))
-        # 'u' lives in the step graph: compute the subtract reset there instead
-        b.nodes.pop()
-        step.node.insert(7, helper.make_node("Sub", ["u", "theta"], ["reset_value"]))
     shape = b.op("Shape", [xt], start=1)
     u0 = b.op(
         "ConstantOfShape", [shape], value=helper.make_tensor("z", TensorProto.DOUBLE, [1], [0.0])
@@ -188,7 +186,7 @@ def reference_model(module: HwModule) -> tuple[onnx.ModelProto, list[int]]:
 
 def _rename_scan_constants(nodes: list[onnx.NodeProto], prefix: str) -> None:
     """Give one LIF block's outer-scope constants unique names (each LIF has its own)."""
-    names = {"mult", "div", "lo", "hi", "theta", "reset_value"}
+    names = {"mult", "div", "lo", "hi", "theta"}
     for node in nodes:
         node.output[:] = [prefix + o if o in names else o for o in node.output]
         if node.op_type == "Scan":

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import seal_crcs
 from uticompile.container import (
     HEADER_DTYPE,
     SECTION_DTYPE,
@@ -30,23 +30,6 @@ DOC_HEADER = [
 ]  # fmt: skip
 DOC_ENTRY = [(0, "tag"), (4, "flags"), (8, "offset"), (16, "length"), (24, "crc32"),
              (28, "reserved")]  # fmt: skip
-
-
-def _seal(buf: bytearray) -> bytes:
-    """Recompute every CRC the (possibly doctored) header and table allow, as a forger would."""
-    count = int.from_bytes(buf[16:20], "little")
-    for i in range(min(count, 64)):
-        entry = 64 + 32 * i
-        if entry + 32 > len(buf):
-            break
-        offset, length = struct.unpack_from("<QQ", buf, entry + 8)
-        if offset + length <= len(buf):
-            struct.pack_into("<I", buf, entry + 24, zlib.crc32(buf[offset : offset + length]))
-    table_end = 64 + 32 * min(count, 64)
-    if table_end <= len(buf):
-        struct.pack_into("<I", buf, 40, zlib.crc32(buf[64:table_end]))
-    struct.pack_into("<I", buf, 60, zlib.crc32(buf[:60]))
-    return bytes(buf)
 
 
 def _error(data: bytes, required: tuple[bytes, ...] = ()) -> str:
@@ -96,7 +79,7 @@ def test_memoryview_input_and_higher_minor_version() -> None:
     data = bytearray(write_container(MAGIC, SECTIONS, version=(1, 7)))
     data[44] = 0xAA  # header reserved: ignored by a 1.0 reader in a 1.7 file
     data[64 + 28] = 0x55  # entry reserved
-    c = read_container(memoryview(_seal(data)), MAGIC, [], what="m.utm")
+    c = read_container(memoryview(seal_crcs(data)), MAGIC, [], what="m.utm")
     assert c.version == (1, 7)
     assert bytes(c.sections[b"CCCC"]) == bytes(range(200))
 
@@ -104,10 +87,10 @@ def test_memoryview_input_and_higher_minor_version() -> None:
 def test_reserved_fields_must_be_zero_in_a_1_0_file() -> None:
     data = bytearray(write_container(MAGIC, SECTIONS))
     data[44] = 1
-    assert _error(_seal(data)) == "m.utm: header: reserved fields are not zero"
+    assert _error(seal_crcs(data)) == "m.utm: header: reserved fields are not zero"
     data = bytearray(write_container(MAGIC, SECTIONS))
     data[64 + 32 + 4] = 1
-    assert _error(_seal(data)) == "m.utm: section BBBB: reserved fields are not zero"
+    assert _error(seal_crcs(data)) == "m.utm: section BBBB: reserved fields are not zero"
 
 
 def test_messages() -> None:
@@ -148,7 +131,7 @@ def _forged(edit: dict[int, bytes], base: bytes | None = None) -> bytes:
     data = bytearray(base or write_container(MAGIC, SECTIONS))
     for pos, raw in edit.items():
         data[pos : pos + len(raw)] = raw
-    return _seal(data)
+    return seal_crcs(data)
 
 
 def _u32(v: int) -> bytes:

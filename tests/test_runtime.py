@@ -184,3 +184,22 @@ def test_check_names_layer_sample_timestep_and_position_of_a_mismatch() -> None:
         CheckError, match=rf"layer {lif} \(lif2\) at sample 1, timestep 2, position \(5, 3, 4\)"
     ):
         checker.compare(x_q, run, m.layer_names, 0)
+
+
+def test_subtract_reset_is_bit_exact_against_onnxruntime() -> None:
+    from uticompile.ir import LIFParams
+
+    spec = ModelSpec((1, 16, 16), 10, neuron=LIFParams(leak=0.75, reset="subtract"))
+    module = compile_graph(
+        _lively(build_model("resnet_small", spec), 2), MapConfig(), HardwareConfig(), 2.5
+    )
+    m = decode_mapping(encode_mapping(to_mapping(module)))
+    x_q = quantize_input(np.random.default_rng(0).normal(0, 1, (5, 1, 16, 16)), 5, 8)
+    run = Engine(m).run(x_q)
+    model, lifs = reference_model(module)
+    outs = ort.InferenceSession(serialize(model)).run(None, {INPUT: x_q.astype(np.float32)})
+    np.testing.assert_array_equal(outs[0], run.logits)
+    for j, i in enumerate(lifs):
+        mine = run.outputs[i].values
+        np.testing.assert_array_equal(outs[1 + j].reshape(mine.shape).astype(bool), mine)
+        assert 0 < mine.mean() < 1
