@@ -18,12 +18,13 @@ import time
 import numpy as np
 import torch
 
-from uticompile.models.datasets import iterate_batches, load_dataset
+from uticompile.datasets import load_dataset
+from uticompile.grouping import _build_layout, group_layout
+from uticompile.models.batches import iterate_batches
 from uticompile.models.snn import SNN
 from uticompile.models.train import timestep_loss
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.balance import balance_mask, check_balanced
-from uticompile.passes.grouping import _build_layout, group_layout
 
 SPARSITY = 1 - 0.75**14
 

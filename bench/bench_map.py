@@ -11,12 +11,12 @@ from pathlib import Path
 
 from common import pruned_vgg16, timed
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
 from uticompile.hardware import default_hardware
 from uticompile.mapfile import encode_mapping
 from uticompile.mapstats import layer_summary, size_totals
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 
 
 def main() -> None:

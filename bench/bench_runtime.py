@@ -15,9 +15,9 @@ import multiprocessing as mp
 import numpy as np
 from common import peak_rss_mib, pruned_vgg16, timed
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
 from uticompile.hardware import default_hardware
 from uticompile.mapfile import decode_mapping, encode_mapping
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 
 
 def _inputs(samples: int) -> np.ndarray:

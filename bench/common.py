@@ -15,10 +15,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from uticompile.grouping import group_layout
 from uticompile.ir import Graph
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.balance import balance_mask
-from uticompile.passes.grouping import group_layout
 
 SPARSITY = 1 - 0.75**14
 T = TypeVar("T")

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
 from uticompile.fileio import atomic_open
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, iterate_batches, num_batches
+from uticompile.models.batches import iterate_batches, num_batches
 from uticompile.models.snn import SNN, predict
 
 

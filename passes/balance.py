@@ -44,7 +44,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from uticompile.errors import ConfigError, PassError
-from uticompile.passes.grouping import GroupLayout
+from uticompile.grouping import GroupLayout
 
 BALANCE_MODES: tuple[str, ...] = ("uticket", "magnitude", "activity")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from uticompile.errors import ConfigError, PassError
+from uticompile.grouping import group_layout
 from uticompile.ir import Graph
 from uticompile.passes.balance import BALANCE_MODES, balance_mask, check_balanced
-from uticompile.passes.grouping import group_layout
 
 COUNT_MODES: tuple[str, ...] = ("uticket", "magnitude")
 

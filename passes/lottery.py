@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
 from uticompile.fileio import atomic_open, atomic_write_text
+from uticompile.grouping import GROUPINGS, group_layout
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, iterate_batches
+from uticompile.models.batches import iterate_batches
 from uticompile.models.snn import SNN
 from uticompile.models.train import StepInfo, TrainConfig, evaluate, timestep_loss, train
 from uticompile.onnx_export import save_onnx, serialize, to_onnx
@@ -38,7 +40,6 @@ from uticompile.passes.balance_layers import (
     layer_weights,
     scope_layers,
 )
-from uticompile.passes.grouping import GROUPINGS, group_layout
 from uticompile.passes.magnitude_prune import global_magnitude_prune
 from uticompile.passes.utilization import layer_stats, network_utilization
 

@@ -15,9 +15,9 @@ from typing import ClassVar
 import numpy as np
 
 from uticompile.errors import PassError
+from uticompile.grouping import group_layout
 from uticompile.hwir import HwLayer, HwModule
 from uticompile.passes.base import PassResult
-from uticompile.passes.grouping import group_layout
 
 
 def mask_words(bits: np.ndarray) -> np.ndarray:

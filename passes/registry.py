@@ -12,7 +12,7 @@ PASSES: dict[str, type] = {
     p.name: p for p in (FoldBatchNorm, LowerToHardware, Quantize, PlaceOnPEs, EncodeWSP)
 }
 
-#: The map pipeline, in order (``uticompile.compiler.compile_graph`` builds it with its options).
+#: The map pipeline, in order (``passes.pipeline.compile_graph`` builds it with its options).
 MAP_PIPELINE: tuple[str, ...] = (
     "fold-batchnorm",
     "lower-to-hardware",

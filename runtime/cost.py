@@ -34,17 +34,8 @@ from scipy import sparse
 from uticompile.hardware import HardwareConfig
 from uticompile.mapfile import KIND_NAMES, Mapping
 from uticompile.mapstats import pe_active, pe_workloads
+from uticompile.metrics import eq2, eq2_latency
 from uticompile.runtime.engine import Execution
-
-
-def eq2_latency(latency: np.ndarray, busy: np.ndarray, active: np.ndarray) -> np.ndarray:
-    """Eq. 2 per group from its latency (T_max) and its PEs' busy times (T_avg over active)."""
-    n = active.sum(axis=-1)
-    avg = np.where(active, busy, 0).sum(axis=-1) / np.maximum(n, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mu = 1 - (latency - avg) / latency * n / np.maximum(n - 1, 1)
-    mu = np.where(n == 1, 1.0, mu)
-    return np.where((latency == 0) | (n == 0), np.nan, mu)
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -223,8 +214,6 @@ def count_events(m: Mapping, execution: Execution, hw: HardwareConfig) -> CostRe
 
 
 def _static(workloads: np.ndarray, active: np.ndarray) -> float | None:
-    from uticompile.passes.utilization import eq2
-
     return _mean(eq2(workloads, active))
 
 

@@ -16,14 +16,15 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
+from uticompile.datasets import Dataset
 from uticompile.errors import UticompileError
 from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
 from uticompile.ir import Graph
 from uticompile.mapfile import KIND_NAMES, Mapping, encode_mapping
-from uticompile.models.datasets import Dataset, iterate_batches
+from uticompile.models.batches import iterate_batches
 from uticompile.onnx_export import serialize
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.runtime.cost import CostReport, EventCounter
 from uticompile.runtime.engine import Engine, Execution, quantize_input
 from uticompile.runtime.reference import INPUT, reference_model

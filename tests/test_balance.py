@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uticompile.errors import ConfigError, PassError
+from uticompile.grouping import GROUPINGS, GroupLayout, group_layout
 from uticompile.passes import balance as balance_mod
 from uticompile.passes.balance import balance_mask, check_balanced, workload_targets
-from uticompile.passes.grouping import GROUPINGS, GroupLayout, group_layout
 
 COUNT_MODES = ("uticket", "magnitude")
 

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 
 from tests.conftest import independent_reader
 from uticompile.cli import cli
+from uticompile.grouping import group_layout
 from uticompile.ir import Graph
 from uticompile.mapfile import read_mapping
 from uticompile.mapstats import dense_weights
 from uticompile.onnx_export import save_onnx
 from uticompile.passes.balance import balance_mask
-from uticompile.passes.grouping import group_layout
 
 
 def _prepare(g: Graph, path: Path, balanced: bool) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for uticompile.models.datasets: file formats, conversion, errors, augmentation, batching.
+"""Tests for the datasets (uticompile.datasets) and for augmentation and batching (models).
 
 Every file-backed dataset is exercised with tiny files written here in the real on-disk format,
 so nothing is downloaded.
@@ -17,18 +17,11 @@ import pytest
 import scipy.io
 import torch
 
+from uticompile.datasets import DATASETS, AugmentSpec, Dataset, load_dataset
+from uticompile.datasets.convert import channel_stats, resize_uint8
 from uticompile.errors import ConfigError, DatasetError
-from uticompile.models.datasets import (
-    DATASETS,
-    AugmentSpec,
-    Dataset,
-    augment_batch,
-    iterate_batches,
-    load_dataset,
-    num_batches,
-    to_float,
-)
-from uticompile.models.datasets.convert import channel_stats
+from uticompile.models.augment import augment_batch, to_float
+from uticompile.models.batches import iterate_batches, num_batches
 
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 FMNIST_FILES = [
@@ -634,3 +627,20 @@ def test_digits_batches_normalized(digits: Dataset) -> None:
     assert abs(float(xs.std()) - 1.0) < 1e-3
     ref_mean, ref_std = channel_stats(digits.x_train)
     assert (ref_mean, ref_std) == (digits.mean, digits.std)
+
+
+@pytest.mark.parametrize(("side", "size"), [(8, 16), (8, 32), (5, 40), (7, 14)])
+def test_power_of_two_enlargement_needs_no_torch_and_equals_torch(side: int, size: int) -> None:
+    """The numpy path (digits 8 -> 32) gives torch's pixels, ties (x.5) rounded to even alike."""
+    rng = np.random.default_rng(side * size)
+    x = rng.integers(0, 256, (64, 3, side, side), dtype=np.uint8)
+    x[0] = 0
+    x[0, :, ::2, ::2] = 255  # checkerboard: many interpolated values end in .5
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(x).to(torch.float32),
+        size=(size, size),
+        mode="bilinear",
+        align_corners=False,
+    )
+    want = ref.round().clamp(0, 255).to(torch.uint8).numpy()
+    np.testing.assert_array_equal(resize_uint8(x, size), want)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
 from uticompile.hardware import default_hardware
 from uticompile.ir import Graph
 from uticompile.mapfile import decode_mapping, encode_mapping
 from uticompile.models.zoo import ModelSpec, build_model
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.printer import format_graph, format_mapping
 
 GOLDEN = Path(__file__).with_name("golden")

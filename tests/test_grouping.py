@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uticompile.errors import ConfigError, PassError
-from uticompile.passes.grouping import GROUPINGS, GroupLayout, group_layout
+from uticompile.grouping import GROUPINGS, GroupLayout, group_layout
 
 
 def test_sata_partial_group_by_hand() -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from uticompile.errors import PassError
+from uticompile.grouping import group_layout
 from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
 from uticompile.ir import NEURON_PRESETS, Graph
@@ -14,7 +15,6 @@ from uticompile.models.snn import SNN
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.base import PassManager
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
-from uticompile.passes.grouping import group_layout
 from uticompile.passes.lower_to_hardware import LowerToHardware
 from uticompile.passes.place_on_pes import PlaceOnPEs
 from uticompile.passes.quantize import Quantize, frac_bits_for, leak_fixed_point, quantize_weights

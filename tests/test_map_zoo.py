@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
 from uticompile.hardware import default_hardware
 from uticompile.mapfile import decode_mapping, encode_mapping
 from uticompile.mapstats import layer_summary
 from uticompile.models.zoo import ZOO, ModelSpec, build_model
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

@@ -14,10 +14,10 @@ import torch
 
 from tests.conftest import dyadic_graph, dyadic_input
 from uticompile.ir import NEURON_PRESETS
+from uticompile.models.ort_eval import session
 from uticompile.models.snn import SNN
 from uticompile.models.zoo import ZOO, ModelSpec, build_model
 from uticompile.onnx_export import OUTPUT, SPIKES_SUFFIX, to_onnx
-from uticompile.ort_eval import session
 
 CASES = [
     ("vgg16", 1.0, "paper", 3),

@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
+from uticompile.grouping import group_layout
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, load_dataset
 from uticompile.onnx_export import save_onnx
 from uticompile.passes.balance import check_balanced
-from uticompile.passes.grouping import group_layout
 from uticompile.passes.lottery import LotteryEvent, PruneConfig, load_masks, run_lottery
 
 
@@ -222,7 +222,7 @@ def test_impossible_options(kw: dict[str, Any]) -> None:
 def test_cli_prune_json(
     tmp_path: Path, vgg: Graph, tiny: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uticompile.models.datasets as datasets
+    import uticompile.datasets as datasets
     from uticompile.cli import cli
 
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: tiny)

@@ -8,16 +8,17 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
+from uticompile.grouping import group_layout
 from uticompile.hardware import HardwareConfig
 from uticompile.ir import NEURON_PRESETS, Graph
 from uticompile.mapfile import decode_mapping, encode_mapping
+from uticompile.metrics import eq2_latency
 from uticompile.models.builder import GraphBuilder
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.onnx_export import serialize
 from uticompile.passes.balance import balance_mask
-from uticompile.passes.grouping import group_layout
-from uticompile.runtime.cost import count_events, eq2_latency
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
+from uticompile.runtime.cost import count_events
 from uticompile.runtime.engine import Engine, quantize_input
 from uticompile.runtime.reference import INPUT, reference_model
 

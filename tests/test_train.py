@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, load_dataset
+from uticompile.models.ort_eval import evaluate_onnx
 from uticompile.models.train import TrainConfig, evaluate, train
 from uticompile.onnx_export import to_onnx
-from uticompile.ort_eval import evaluate_onnx
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from uticompile.errors import ConfigError
-from uticompile.passes.grouping import group_layout
+from uticompile.grouping import group_layout
+from uticompile.metrics import eq2
 from uticompile.passes.utilization import (
     StaticStats,
-    eq2,
     layer_stats,
     network_utilization,
     static_stats,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from uticompile.cli import main
+from uticompile.threads import prefer_passive_omp_wait
 
 
 def run() -> None:
+    prefer_passive_omp_wait()  # before any command imports torch
+    from uticompile.cli import main
+
     sys.exit(main())
 
 

@@ -160,8 +160,8 @@ def train(
     as_json: bool,
 ) -> None:
     """Train a zoo SNN and write it as ONNX."""
+    from uticompile.datasets import load_dataset
     from uticompile.ir import NEURON_PRESETS
-    from uticompile.models.datasets import load_dataset
     from uticompile.models.train import TrainConfig, evaluate
     from uticompile.models.train import train as train_model
     from uticompile.models.zoo import ModelSpec, build_model
@@ -226,9 +226,9 @@ def train(
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 def eval_(model: Path, dataset: str, data_dir: Path | None, batch_size: int, as_json: bool) -> None:
     """Accuracy and per-layer spike sparsity of MODEL, run in onnxruntime."""
-    from uticompile.models.datasets import load_dataset_for
+    from uticompile.datasets import load_dataset_for
+    from uticompile.models.ort_eval import evaluate_onnx
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.ort_eval import evaluate_onnx
 
     proto = load_onnx(model)
     graph = from_onnx(proto)
@@ -341,7 +341,7 @@ def prune(
     """Lottery-ticket pruning with PE workload balancing (u-Ticket) of an ONNX SNN."""
     from contextlib import ExitStack
 
-    from uticompile.models.datasets import load_dataset_for
+    from uticompile.datasets import load_dataset_for
     from uticompile.onnx_export import save_onnx
     from uticompile.onnx_import import read_graph
     from uticompile.passes.lottery import LotteryEvent, PruneConfig, run_lottery

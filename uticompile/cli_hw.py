@@ -21,7 +21,7 @@ def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
 
 
 def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
-    from uticompile.models.datasets import load_dataset_for
+    from uticompile.datasets import load_dataset_for
 
     c, h, w = (int(v) for v in mapping.model["input_shape"])
     classes = int(mapping.model["num_classes"])
@@ -49,12 +49,12 @@ def map_cmd(
     data_dir: Path | None, output: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
-    from uticompile.compiler import MapConfig, compile_graph, to_mapping
+    from uticompile.datasets import load_dataset
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import write_mapping
     from uticompile.mapstats import layer_summary, size_totals
-    from uticompile.models.datasets import load_dataset
     from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
     from uticompile.runtime.simulate import input_bound, map_metadata
 
     config = MapConfig(pes=pes, grouping=grouping, bits=bits)

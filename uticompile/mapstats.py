@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from uticompile.mapfile import KIND_CODES, Mapping
-from uticompile.passes.utilization import eq2
+from uticompile.metrics import eq2
 
 _WEIGHT_KINDS = {KIND_CODES[k] for k in ("ENCODE", "CONV", "FC")}
 

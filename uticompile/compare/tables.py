@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from uticompile.compare.experiment import BASELINE, SWEEP_VARIANT, CompareConfig, sweep_applies
+from uticompile.compare.config import BASELINE, SWEEP_VARIANT, CompareConfig, sweep_applies
 
 PLOTS_SKIPPED = "Plots skipped: matplotlib is not installed (pip install 'uticompile[plot]')."
 _ROUND_KEYS = ("round", "sparsity", "accuracy", "spike_sparsity", "utilization_network")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .base import AugmentSpec
+from uticompile.datasets import AugmentSpec
 
 
 def to_float(

@@ -1,4 +1,4 @@
-"""``uticompile map``: the pipeline from a pruned IR graph to a mapped binary.
+"""The map pipeline from a pruned IR graph to a mapped binary.
 
 graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> PlaceOnPEs -> EncodeWSP -> Mapping.
 """
@@ -12,20 +12,24 @@ import numpy as np
 
 import uticompile
 from uticompile.errors import ConfigError
+from uticompile.grouping import GROUPINGS
 from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
 from uticompile.ir import Graph
 from uticompile.mapfile import (
+    GROUPING_CODES,
     KIND_CODES,
+    LAYER_FLAG_BIAS,
     LAYR_DTYPE,
     MODL_DTYPE,
+    RESET_HARD,
+    RESET_SUBTRACT,
     TILE_DTYPE,
     Mapping,
 )
 from uticompile.passes.base import Pass, PassManager
 from uticompile.passes.encode_wsp import EncodeWSP
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
-from uticompile.passes.grouping import GROUPINGS
 from uticompile.passes.lower_to_hardware import LowerToHardware
 from uticompile.passes.place_on_pes import PlaceOnPEs
 from uticompile.passes.quantize import Quantize
@@ -92,11 +96,11 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
         if layer.kind == "LIF":
             rec["threshold"] = layer.threshold_q
             rec["leak_mult"], rec["leak_shift"] = layer.leak_mult, layer.leak_shift
-            rec["reset"] = 0 if layer.reset == "hard" else 1
+            rec["reset"] = RESET_HARD if layer.reset == "hard" else RESET_SUBTRACT
         if layer.is_weight:
             assert layer.tiles is not None and layer.bias is not None
             rec["weight_bits"] = layer.weight_bits
-            rec["flags"] = 1
+            rec["flags"] = LAYER_FLAG_BIAS
             rec["bias_index"] = n_bias
             biases.append(layer.bias.astype(np.int32))
             n_bias += len(layer.bias)
@@ -125,7 +129,7 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
     model["word_bits"] = hw.word_bits
     model["acc_bits"] = hw.acc_bits
     model["accumulators"] = hw.accumulators
-    model["grouping"] = 0 if module.grouping == "sata" else 1
+    model["grouping"] = GROUPING_CODES[module.grouping]
     model["layer_count"] = len(layers)
     model["tile_count"] = len(tiles)
     info = {

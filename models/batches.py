@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .augment import augment_batch, to_float
-from .base import AugmentSpec, Dataset
+from uticompile.datasets import AugmentSpec, Dataset
+from uticompile.models.augment import augment_batch, to_float
 
 _SPLITS = ("train", "test")
 

@@ -6,8 +6,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from uticompile.datasets import Dataset
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, iterate_batches
+from uticompile.models.batches import iterate_batches
 from uticompile.models.train import Evaluation
 from uticompile.onnx_export import OUTPUT, SPIKES_SUFFIX, serialize, with_spike_outputs
 

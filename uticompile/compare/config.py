@@ -1,0 +1,101 @@
+"""The options of ``uticompile compare`` and the names every part of the workflow shares."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from uticompile.errors import ConfigError
+from uticompile.mapfile import MAX_PES
+from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
+from uticompile.passes.pipeline import MapConfig
+
+BASELINE = "none"  # the lottery-ticket baseline every variant is compared with
+SWEEP_VARIANT = "uticket"  # Fig. 7b: this variant against the baseline, round by round
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Every option of ``uticompile compare``; validated at construction."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    balance: tuple[str, ...] = (BASELINE, SWEEP_VARIANT)
+    pes: tuple[int, ...] = (16,)
+    rounds: int = 14
+    rate: float = 0.25
+    epochs: int = 5
+    grouping: str = "sata"
+    bits: int = 16
+    samples: int = 100
+    batch_size: int = 64
+    run_batch_size: int = 50
+    train_limit: int | None = None
+    seed: int = 0
+    hw_path: str | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        """Reject impossible options before any work (one-line ConfigError)."""
+        object.__setattr__(self, "balance", tuple(self.balance))
+        object.__setattr__(self, "pes", tuple(int(p) for p in self.pes))
+        if not self.balance:
+            raise ConfigError("--balance needs at least the baseline 'none'")
+        unknown = [b for b in self.balance if b not in BALANCE_CHOICES]
+        if unknown:
+            raise ConfigError(
+                f"unknown --balance {', '.join(unknown)}; choose from {', '.join(BALANCE_CHOICES)}"
+            )
+        if len(set(self.balance)) != len(self.balance):
+            raise ConfigError("--balance lists a variant twice")
+        if BASELINE not in self.balance:
+            raise ConfigError("--balance must include 'none': it is the baseline of every figure")
+        if not self.pes:
+            raise ConfigError("--pes needs at least one PE count")
+        bad = [p for p in self.pes if not 1 <= p <= MAX_PES]
+        if bad:
+            raise ConfigError(f"--pes values must lie in 1..{MAX_PES}, got {bad[0]}")
+        if len(set(self.pes)) != len(self.pes):
+            raise ConfigError("--pes lists a PE count twice")
+        if self.samples < 1:
+            raise ConfigError(f"--samples must be >= 1, got {self.samples}")
+        if self.run_batch_size < 1:
+            raise ConfigError(f"run batch size must be >= 1, got {self.run_batch_size}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise ConfigError(f"--train-limit must be >= 1, got {self.train_limit}")
+        for variant in self.balance:
+            self.prune_config(variant)  # rounds, rate, epochs, seed, device, batch size
+        for n in self.pes:
+            self.map_config(n)
+
+    @property
+    def primary_pes(self) -> int:
+        """The PE count pruning balances for (the first of the sweep)."""
+        return self.pes[0]
+
+    def prune_config(self, balance: str) -> PruneConfig:
+        return PruneConfig(
+            dataset=self.dataset,
+            rounds=self.rounds,
+            rate=self.rate,
+            epochs=self.epochs,
+            balance=balance,
+            pes=self.primary_pes,
+            grouping=self.grouping,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+        )
+
+    def map_config(self, pes: int) -> MapConfig:
+        return MapConfig(pes=pes, grouping=self.grouping, bits=self.bits)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["balance"], d["pes"] = list(self.balance), list(self.pes)
+        return d
+
+
+def sweep_applies(config: CompareConfig) -> bool:
+    """Fig. 7b needs the u-Ticket variant and at least two pruning rounds."""
+    return SWEEP_VARIANT in config.balance and config.rounds >= 2
