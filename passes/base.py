@@ -1,8 +1,9 @@
 """Pass infrastructure: a pass is a small callable object; a manager chains passes.
 
 Each pass returns a ``PassResult`` saying whether it changed the module and checks its own
-postcondition. Pass options are frozen dataclass fields, so the CLI and saved run configs are
-built from one place.
+postcondition: a broken precondition (the input cannot be mapped) is a ``PassError``, a broken
+postcondition (a bug) an ``InvariantError``. Pass options are frozen dataclass fields, so the
+CLI and saved run configs are built from one place.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from uticompile.errors import PassError, UticompileError
+from uticompile.errors import InvariantError, PassError, UticompileError
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class PassManager:
                 result = p(module)
             except PassError as exc:
                 raise PassError(f"pass {p.name}: {exc}") from None
+            except InvariantError as exc:  # a postcondition: a bug, kept apart from user errors
+                raise InvariantError(f"pass {p.name}: {exc}") from exc
             except UticompileError:
                 raise
             if on_pass is not None:

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from uticompile.errors import PassError
+from uticompile.errors import InvariantError, PassError
 from uticompile.hwir import HwLayer, HwModule
 from uticompile.mapfile import dense_from_wsp, wsp_encode
 from uticompile.passes.base import PassResult
@@ -40,7 +40,7 @@ class EncodeWSP:
                 blob = wsp_encode(values, values != 0)
                 decoded = dense_from_wsp(blob, count, nnz)
                 if not np.array_equal(decoded, values):  # postcondition: decode(encode(W)) == W
-                    raise PassError(f"{layer.name!r}: WSP of filter {f} does not decode back")
+                    raise InvariantError(f"{layer.name!r}: WSP of filter {f} does not decode back")
                 blobs.append(blob)
                 offsets.append(pos)
                 pos += len(blob)

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from uticompile.errors import PassError
+from uticompile.errors import InvariantError, PassError
 from uticompile.ir import Graph
 from uticompile.passes.base import PassResult
 
@@ -53,6 +53,6 @@ class FoldBatchNorm:
                     del g.params[p]
             changed = True
         if any(n.op == "BatchNormalization" for n in g.nodes):  # postcondition
-            raise PassError("a BatchNorm survived folding")
+            raise InvariantError("a BatchNorm survived folding")
         g.validate()
         return PassResult(g, changed)

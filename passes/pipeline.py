@@ -5,6 +5,7 @@ graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> PlaceOnPEs -> EncodeWSP
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,6 +52,39 @@ class MapConfig:
             raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
         if not 2 <= self.bits <= 16:
             raise ConfigError(f"--bits must lie in 2..16, got {self.bits}")
+
+
+def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
+    """Largest |normalized pixel| of a dataset whose raw pixels lie in [0, 1]."""
+    return max(max(m, 1 - m) / s for m, s in zip(mean, std, strict=True))
+
+
+def map_metadata(config: MapConfig, hw: HardwareConfig, bound: float, source: bytes) -> dict:
+    """What ``--check`` needs to redo the mapping exactly, stored in the META section."""
+    return {
+        "map_config": {"pes": config.pes, "grouping": config.grouping, "bits": config.bits},
+        "hardware": {
+            "scratchpad_words": hw.scratchpad_words,
+            "word_bits": hw.word_bits,
+            "acc_bits": hw.acc_bits,
+            "accumulators": hw.accumulators,
+            "input_bits": hw.input_bits,
+        },
+        "input_bound": bound,
+        "source_sha256": hashlib.sha256(source).hexdigest(),
+    }
+
+
+def map_graph(
+    graph: Graph, config: MapConfig, hw: HardwareConfig, bound: float, source: bytes = b""
+) -> tuple[HwModule, Mapping]:
+    """The map recipe: compile ``graph`` and record in META what ``run --check`` needs to redo it.
+
+    ``bound`` is the largest |normalized input| (``input_bound`` of the dataset); ``source`` the
+    ONNX bytes the graph was read from (their hash is stored).
+    """
+    module = compile_graph(graph, config, hw, bound)
+    return module, to_mapping(module, map_metadata(config, hw, bound, source))
 
 
 def compile_graph(

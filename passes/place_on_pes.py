@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from uticompile.errors import PassError
+from uticompile.errors import InvariantError, PassError
 from uticompile.grouping import group_layout
 from uticompile.hwir import HwLayer, HwModule
 from uticompile.passes.base import PassResult
@@ -94,12 +94,12 @@ def place_layer(layer: HwLayer, n: int, grouping: str, capacity: int, accumulato
     layer.spatial_tiles = -(-layer.out_shape[1] * layer.out_shape[2] // accumulators)
     # postcondition: the tiles cover every nonzero weight exactly once and fit the scratchpad
     if int(layer.tiles[:, 6].sum()) != int(np.count_nonzero(w)):
-        raise PassError(
+        raise InvariantError(
             f"{layer.name!r}: tiles hold {layer.tiles[:, 6].sum()} of "
             f"{np.count_nonzero(w)} nonzero weights"
         )
     if np.any(mask_words(layer.tiles[:, 5]) + layer.tiles[:, 6] > capacity):
-        raise PassError(f"{layer.name!r}: a tile overflows the scratchpad")
+        raise InvariantError(f"{layer.name!r}: a tile overflows the scratchpad")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ layer and identical predictions; the first mismatch is reported with layer, posi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from uticompile.ir import Graph
 from uticompile.mapfile import KIND_NAMES, Mapping, encode_mapping
 from uticompile.models.batches import iterate_batches
 from uticompile.onnx_export import serialize
-from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
+from uticompile.passes.pipeline import MapConfig, compile_graph, map_metadata, to_mapping
 from uticompile.runtime.cost import CostReport, EventCounter
 from uticompile.runtime.engine import Engine, Execution, quantize_input
 from uticompile.runtime.reference import INPUT, reference_model
@@ -32,27 +31,6 @@ from uticompile.runtime.reference import INPUT, reference_model
 
 class CheckError(UticompileError):
     """The runtime and onnxruntime disagree (or the mapping is not the source's)."""
-
-
-def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
-    """Largest |normalized pixel| of a dataset whose raw pixels lie in [0, 1]."""
-    return max(max(m, 1 - m) / s for m, s in zip(mean, std, strict=True))
-
-
-def map_metadata(config: MapConfig, hw: HardwareConfig, bound: float, source: bytes) -> dict:
-    """What ``--check`` needs to redo the mapping exactly, stored in the META section."""
-    return {
-        "map_config": {"pes": config.pes, "grouping": config.grouping, "bits": config.bits},
-        "hardware": {
-            "scratchpad_words": hw.scratchpad_words,
-            "word_bits": hw.word_bits,
-            "acc_bits": hw.acc_bits,
-            "accumulators": hw.accumulators,
-            "input_bits": hw.input_bits,
-        },
-        "input_bound": bound,
-        "source_sha256": hashlib.sha256(source).hexdigest(),
-    }
 
 
 def recompile(

@@ -89,3 +89,28 @@ def test_untrained_models_are_written_and_evaluated(tmp_path: Path) -> None:
     assert payload["samples"] == 360
     assert set(payload["spike_sparsity"]) == {"lif1", "lif2", "lif3", "lif4"}
     assert 0.0 <= payload["accuracy"] <= 1.0
+
+
+def test_internal_invariant_failure_is_exit_70_not_a_user_error(
+    tmp_path: Path,
+    small_graphs: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A broken postcondition is a bug: one "internal error" line, exit 70 (never 2)."""
+    from uticompile.errors import InvariantError
+    from uticompile.onnx_export import save_onnx
+    from uticompile.passes.fold_batchnorm import FoldBatchNorm
+
+    def broken(self: FoldBatchNorm, module: object) -> None:
+        raise InvariantError("a BatchNorm survived folding")
+
+    monkeypatch.setattr(FoldBatchNorm, "__call__", broken)
+    save_onnx(small_graphs["vgg_small"], tmp_path / "m.onnx")
+    code = main(["map", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.utm")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 70
+    assert len(err) == 1
+    assert err[0].startswith("uticompile: internal error")
+    assert "pass fold-batchnorm: a BatchNorm survived folding" in err[0]
+    assert not (tmp_path / "m.utm").exists()

@@ -75,6 +75,8 @@ def test_inspect_workloads_agree_with_the_onnx_nonzeros(mapped: dict) -> None:
         padded = np.zeros(row["groups"] * 16, np.int64)
         padded[: len(per_filter)] = per_filter
         assert np.array_equal(np.array(row["workloads"]).ravel(), padded), row["name"]
+        held = np.array(row["workloads"]).ravel()[: len(per_filter)]  # PE slots with a filter
+        assert (row["workload_min"], row["workload_max"]) == (held.min(), held.max())
         if row["name"] != "conv1":  # the analog encoder is mapped but not on the balanced PEs
             assert row["static_utilization"] == 1.0
 

@@ -28,4 +28,12 @@ class MappingFormatError(UticompileError):
 
 
 class PassError(UticompileError):
-    """A compiler pass failed its precondition or postcondition."""
+    """A compiler pass cannot handle its input (a precondition the user's model breaks)."""
+
+
+class InvariantError(Exception):
+    """An internal postcondition failed: a bug in uticompile, not an error in the user's input.
+
+    Deliberately not a ``UticompileError``: the CLI reports it as an internal error (exit 70),
+    never as the user's mistake (exit 2).
+    """

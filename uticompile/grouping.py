@@ -127,29 +127,60 @@ def group_layout(shape: tuple[int, ...], n: int, grouping: str) -> GroupLayout:
     return _build_layout(dims, n_pe, grouping)
 
 
+def group_count(grouping: str, c_out: np.ndarray | int, n: int) -> np.ndarray:
+    """Groups of a layer with ``c_out`` filters on groups of ``n`` PEs (vectorized over layers)."""
+    c = np.asarray(c_out, dtype=np.int64)
+    return -(-c // n) if grouping == "sata" else c
+
+
+def active_slot_count(
+    grouping: str, c_out: np.ndarray | int, c_in: np.ndarray | int, n: int
+) -> np.ndarray:
+    """PE slots holding at least one weight position (vectorized over layers)."""
+    c, ci = np.asarray(c_out, dtype=np.int64), np.asarray(c_in, dtype=np.int64)
+    if grouping == "sata":
+        return c
+    chunk = -(-ci // n)
+    return c * -(-ci // chunk)
+
+
+def slot_filter(grouping: str, group: np.ndarray, pe: np.ndarray, n: int) -> np.ndarray:
+    """The filter (output channel) PE slot ``(group, pe)`` works on; past ``C_out`` = no filter."""
+    g = np.asarray(group, dtype=np.int64)
+    return g * n + np.asarray(pe, dtype=np.int64) if grouping == "sata" else g
+
+
+def slot_span(
+    grouping: str, pe: np.ndarray, c_in: np.ndarray | int, k: np.ndarray | int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last C-order position, inside its filter, of the run PE ``pe`` holds.
+
+    ``c_in`` input channels of ``k`` kernel positions each; an empty run has ``lo == hi``.
+    """
+    p = np.asarray(pe, dtype=np.int64)
+    ci, kk = np.asarray(c_in, dtype=np.int64), np.asarray(k, dtype=np.int64)
+    if grouping == "sata":
+        return np.zeros_like(p * ci), np.broadcast_to(ci * kk, np.broadcast(p, ci, kk).shape)
+    chunk = -(-ci // n)
+    return np.minimum(p * chunk, ci) * kk, np.minimum((p + 1) * chunk, ci) * kk
+
+
 @functools.lru_cache(maxsize=32)
 def _build_layout(shape: tuple[int, ...], n: int, grouping: str) -> GroupLayout:
     c_out, c_in = shape[0], shape[1]
     k = shape[2] * shape[3] if len(shape) == 4 else 1
     fsize = c_in * k
-    if grouping == "sata":
-        num_groups = -(-c_out // n)
-        slot = np.arange(num_groups * n, dtype=np.int64)
-        active = slot < c_out
-        start = np.minimum(slot, c_out) * fsize
-        capacity = np.where(active, fsize, 0).astype(np.int64)
-        pe_of = np.repeat(np.arange(c_out, dtype=np.int64), fsize)
-    else:
-        num_groups = c_out
-        chunk = -(-c_in // n)
-        lo = np.minimum(np.arange(n, dtype=np.int64) * chunk, c_in)
-        hi = np.minimum(lo + chunk, c_in)
-        filt = np.arange(c_out, dtype=np.int64)[:, None]
-        start = ((filt * c_in + lo[None, :]) * k).reshape(-1)
-        capacity = np.broadcast_to((hi - lo) * k, (c_out, n)).reshape(-1).astype(np.int64)
-        active = capacity > 0
-        template = np.repeat(np.arange(c_in, dtype=np.int64) // chunk, k)
-        pe_of = (filt * n + template[None, :]).reshape(-1)
+    num_groups = int(group_count(grouping, c_out, n))
+    slot = np.arange(num_groups * n, dtype=np.int64)
+    filt = slot_filter(grouping, slot // n, slot % n, n)
+    lo, hi = slot_span(grouping, slot % n, c_in, k, n)
+    has_filter = filt < c_out
+    start = np.minimum(filt, c_out) * fsize + np.where(has_filter, lo, 0)
+    capacity = np.where(has_filter, hi - lo, 0).astype(np.int64)
+    active = capacity > 0
+    # Runs are contiguous, in slot order, and cover every position once (module docstring).
+    pe_of = np.repeat(slot, capacity)
+    assert pe_of.size == c_out * fsize
     return GroupLayout(
         shape=shape,
         n=n,

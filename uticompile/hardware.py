@@ -7,11 +7,10 @@ table, for the mapper and the runtime alike.
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass, fields, replace
 from importlib import resources
 from typing import Any
-
-import tomllib
 
 from uticompile.errors import ConfigError
 

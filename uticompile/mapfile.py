@@ -21,6 +21,7 @@ import numpy.typing as npt
 from uticompile.container import read_container, read_file_bytes, write_container
 from uticompile.errors import MappingFormatError
 from uticompile.fileio import atomic_write_bytes
+from uticompile.grouping import active_slot_count, group_count, slot_filter, slot_span
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
 VERSION = (1, 0)
@@ -702,11 +703,9 @@ def _validate(
     c_in = np.where(is_fc, ins.prod(axis=1), ins[:, 0])
     kk = np.where(is_fc, 1, kernel[:, 0] * kernel[:, 1])
     c_out = outs[:, 0]
-    chunk = -(-c_in // n)
-    if sata:
-        want_groups, want_slots = -(-c_out // n), c_out
-    else:
-        want_groups, want_slots = c_out, c_out * -(-c_in // chunk)
+    grouping = GROUPING_NAMES[int(model["grouping"])]
+    want_groups = group_count(grouping, c_out, n)
+    want_slots = active_slot_count(grouping, c_out, c_in, n)
     groups = layers["groups"].astype(np.int64)
     first(
         is_w & (groups != want_groups),
@@ -788,14 +787,17 @@ def _validate(
 
     # -- TILE: which filter and positions each tile holds (section 2.3's grouping)
     filt = tiles["filter"].astype(np.int64)
+    want_filt = slot_filter(grouping, g, pe, n)
     if sata:
         first(
-            filt != g * n + pe,
+            filt != want_filt,
             "TILE",
             lambda i: f"filter {filt[i]} is not group * num_pes + pe = {g[i] * n + pe[i]} (sata)",
         )
     else:
-        first(filt != g, "TILE", lambda i: f"filter {filt[i]} is not group {g[i]} (systolic)")
+        first(
+            filt != want_filt, "TILE", lambda i: f"filter {filt[i]} is not group {g[i]} (systolic)"
+        )
     first(
         filt >= c_out[tl],
         "TILE",
@@ -803,11 +805,7 @@ def _validate(
     )
     pos = tiles["position"].astype(np.int64)
     end = pos + count
-    if sata:
-        start, stop = np.zeros(n_tiles, np.int64), (c_in * kk)[tl]
-    else:
-        start = pe * chunk[tl] * kk[tl]
-        stop = np.minimum((pe + 1) * chunk[tl], c_in[tl]) * kk[tl]
+    start, stop = slot_span(grouping, pe, c_in[tl], kk[tl], n)
     first(
         ~same & (pos != start),
         "TILE",

@@ -12,10 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from uticompile.mapfile import KIND_CODES, Mapping
+from uticompile.mapfile import GROUPING_NAMES, KIND_CODES, KIND_NAMES, WEIGHT_KINDS, Mapping
 from uticompile.metrics import eq2
-
-_WEIGHT_KINDS = {KIND_CODES[k] for k in ("ENCODE", "CONV", "FC")}
 
 
 def _entropy_bits(values: np.ndarray) -> float:
@@ -81,7 +79,7 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
     rows = []
     word = int(m.model["word_bits"])
     for i, rec in enumerate(m.layers):
-        if int(rec["kind"]) not in _WEIGHT_KINDS:
+        if int(rec["kind"]) not in WEIGHT_KINDS:
             continue
         w = pe_workloads(m, i)
         act = pe_active(m, i)
@@ -100,8 +98,9 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
                 "tiles": int(rec["tile_count"]),
                 "nonzero": nnz,
                 "positions": int(mask.size),
-                "workload_min": int(w[act].min(initial=0)),
-                "workload_max": int(w[act].max(initial=0)),
+                # over the PEs holding weights; the zeros of clock-gated slots are no workload
+                "workload_min": int(w[act].min()) if act.any() else 0,
+                "workload_max": int(w[act].max()) if act.any() else 0,
                 "workloads": w.tolist(),
                 "static_utilization": float(mu[has_work].mean()) if has_work.any() else None,
                 "bytes_wsp": int(
@@ -115,6 +114,33 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def header(m: Mapping) -> dict[str, Any]:
+    """The MODL record in readable form (what ``inspect`` prints first)."""
+    md = m.model
+    return {
+        "model": m.name,
+        "timesteps": int(md["timesteps"]),
+        "num_classes": int(md["num_classes"]),
+        "input_shape": [int(v) for v in md["input_shape"]],
+        "input_frac_bits": int(md["input_frac_bits"]),
+        "num_pes": int(md["num_pes"]),
+        "grouping": GROUPING_NAMES[int(md["grouping"])],
+        "scratchpad_words": int(md["scratchpad_words"]),
+        "acc_bits": int(md["acc_bits"]),
+        "layers": len(m.layers),
+        "tiles": len(m.tiles),
+    }
+
+
+def layer_list(m: Mapping) -> list[dict[str, Any]]:
+    """Index, name, kind and output shape of every layer."""
+    return [
+        {"index": i, "name": m.layer_names[i], "kind": KIND_NAMES[int(r["kind"])],
+         "out_shape": [int(v) for v in r["out_shape"]]}
+        for i, r in enumerate(m.layers)
+    ]  # fmt: skip
 
 
 def size_totals(rows: list[dict[str, Any]]) -> dict[str, int]:

@@ -29,13 +29,8 @@ from uticompile.passes.lottery import (
     run_identity,
     run_lottery,
 )
-from uticompile.passes.pipeline import compile_graph, to_mapping
-from uticompile.runtime.simulate import (
-    input_bound,
-    map_metadata,
-    quantized_test_batches,
-    simulate,
-)
+from uticompile.passes.pipeline import input_bound, map_graph
+from uticompile.runtime.simulate import quantized_test_batches, simulate
 
 _ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
 
@@ -187,8 +182,7 @@ class _Runner:
                 mapping = None
         event("map", mapping is not None)
         if mapping is None:
-            module = compile_graph(read_graph(job.source), mc, hw, self.bound)
-            mapping = to_mapping(module, map_metadata(mc, hw, self.bound, src))
+            _, mapping = map_graph(read_graph(job.source), mc, hw, self.bound, src)
             atomic_write_bytes(map_path, encode_mapping(mapping))
         sim = simulate(
             mapping, quantized_test_batches(mapping, self.data, cfg.samples, cfg.run_batch_size), hw

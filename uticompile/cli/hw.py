@@ -5,19 +5,15 @@ Thin like the rest of the CLI: parse, build a config, call the library, print or
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
+from uticompile.cli.options import data_dir_option, emit, grouping_option, hw_option, json_option
 from uticompile.errors import UticompileError
-
-
-def _emit(as_json: bool, payload: dict[str, Any], text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, sort_keys=True) if as_json else text)
+from uticompile.mapfile import MAX_PES
 
 
 def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
@@ -30,20 +26,16 @@ def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
 
 @click.command(name="map")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--pes", type=click.IntRange(min=1, max=4096), default=16, show_default=True)
-@click.option(
-    "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
-)
+@click.option("--pes", type=click.IntRange(min=1, max=MAX_PES), default=16, show_default=True)
+@grouping_option
 @click.option(
     "--bits", type=click.IntRange(2, 16), default=16, show_default=True, help="Weight bits."
 )
-@click.option(
-    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
-)
+@hw_option
 @click.option("--dataset", default="digits", show_default=True, help="Sets the input's range.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def map_cmd(
     model: Path, pes: int, grouping: str, bits: int, hw_path: Path | None, dataset: str,
     data_dir: Path | None, output: Path, as_json: bool,
@@ -54,8 +46,7 @@ def map_cmd(
     from uticompile.mapfile import write_mapping
     from uticompile.mapstats import layer_summary, size_totals
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
-    from uticompile.runtime.simulate import input_bound, map_metadata
+    from uticompile.passes.pipeline import MapConfig, input_bound, map_graph
 
     config = MapConfig(pes=pes, grouping=grouping, bits=bits)
     hw = load_hardware(hw_path).with_pes(pes)
@@ -63,9 +54,7 @@ def map_cmd(
     graph = from_onnx(load_onnx(model))
     c, h, _ = graph.input_shape
     data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
-    bound = input_bound(data.mean, data.std)
-    module = compile_graph(graph, config, hw, bound)
-    mapping = to_mapping(module, map_metadata(config, hw, bound, source))
+    module, mapping = map_graph(graph, config, hw, input_bound(data.mean, data.std), source)
     write_mapping(mapping, output)
     rows = layer_summary(mapping)
     totals = size_totals(rows)
@@ -82,7 +71,7 @@ def map_cmd(
             f"{'yes' if r['may_overflow'] else 'no':>10}"
         )
     lines.append(_sizes_text(totals))
-    _emit(as_json, payload, "\n".join(lines))
+    emit(as_json, payload, "\n".join(lines))
 
 
 def _sizes_text(t: dict[str, int]) -> str:
@@ -95,38 +84,21 @@ def _sizes_text(t: dict[str, int]) -> str:
 
 @click.command()
 @click.argument("mapped", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def inspect(mapped: Path, as_json: bool) -> None:
     """Header, layers, per-PE workloads, utilization and sizes of MAPPED (checksums verified)."""
-    from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, read_mapping
-    from uticompile.mapstats import layer_summary, size_totals
+    from uticompile.mapfile import read_mapping
+    from uticompile.mapstats import header, layer_list, layer_summary, size_totals
 
     m = read_mapping(mapped)
-    md = m.model
-    header = {
-        "model": m.name,
-        "timesteps": int(md["timesteps"]),
-        "num_classes": int(md["num_classes"]),
-        "input_shape": [int(v) for v in md["input_shape"]],
-        "input_frac_bits": int(md["input_frac_bits"]),
-        "num_pes": int(md["num_pes"]),
-        "grouping": GROUPING_NAMES[int(md["grouping"])],
-        "scratchpad_words": int(md["scratchpad_words"]),
-        "acc_bits": int(md["acc_bits"]),
-        "layers": len(m.layers),
-        "tiles": len(m.tiles),
-    }
+    head = header(m)
     rows = layer_summary(m)
-    layers = [
-        {"index": i, "name": m.layer_names[i], "kind": KIND_NAMES[int(r["kind"])],
-         "out_shape": [int(v) for v in r["out_shape"]]}
-        for i, r in enumerate(m.layers)
-    ]  # fmt: skip
+    layers = layer_list(m)
     totals = size_totals(rows)
-    payload = {"header": header, "layers": layers, "weight_layers": rows, "sizes": totals,
+    payload = {"header": head, "layers": layers, "weight_layers": rows, "sizes": totals,
                "checksums": "ok", "meta": m.meta}  # fmt: skip
     lines = [f"{mapped}: uticompile mapping, checksums ok",
-             ", ".join(f"{k} {v}" for k, v in header.items()),
+             ", ".join(f"{k} {v}" for k, v in head.items()),
              f"{'layer':<10}{'groups':>7}{'tiles':>7}{'nonzero':>9}{'min/PE':>8}{'max/PE':>8}"
              f"{'static util':>12}"]  # fmt: skip
     for r in rows:
@@ -136,38 +108,33 @@ def inspect(mapped: Path, as_json: bool) -> None:
             f"{r['workload_min']:>8}{r['workload_max']:>8}{util:>12}"
         )
     lines.append(_sizes_text(totals))
-    _emit(as_json, payload, "\n".join(lines))
+    emit(as_json, payload, "\n".join(lines))
 
 
 @click.command(name="encode-input")
 @click.argument("mapped", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def encode_input(
     mapped: Path, dataset: str, data_dir: Path | None, samples: int, output: Path, as_json: bool
 ) -> None:
     """Write the spike traces entering the PE array (after the analog layer) as CSR."""
     from uticompile.mapfile import read_mapping
-    from uticompile.runtime.engine import Engine
-    from uticompile.runtime.simulate import first_lif, quantized_test_batches
-    from uticompile.spikes import encode_spikes, write_spikes
+    from uticompile.runtime.simulate import quantized_test_batches
+    from uticompile.runtime.traces import input_traces
+    from uticompile.spikes import write_spikes
 
     m = read_mapping(mapped)
     data = _dataset_for(m, dataset, data_dir)
-    layer = first_lif(m)
-    engine = Engine(m)
-    spikes, labels = [], []
-    for x_q, y in quantized_test_batches(m, data, samples, 256):
-        spikes.append(engine.run(x_q, stop=layer).outputs[layer].values.swapaxes(0, 1))
-        labels.append(y)
-    csr = encode_spikes(np.concatenate(spikes), layer=layer, labels=np.concatenate(labels))
+    csr = input_traces(m, quantized_test_batches(m, data, samples, 256))
+    layer = csr.layer
     write_spikes(csr, output)
     payload = {"output": str(output), "samples": csr.samples, "layer": layer,
                "shape": list(csr.shape), "timesteps": csr.timesteps, "nnz": csr.nnz}  # fmt: skip
-    _emit(
+    emit(
         as_json,
         payload,
         f"wrote {output}: {csr.samples} samples of layer {layer} "
@@ -178,13 +145,11 @@ def encode_input(
 @click.command(name="run")
 @click.argument("mapped", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
 @click.option("--samples", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--spikes", "spike_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Input spike traces from encode-input instead of dataset images.")  # fmt: skip
-@click.option(
-    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
-)
+@hw_option
 @click.option(
     "--check",
     "source",
@@ -192,7 +157,7 @@ def encode_input(
     help="The ONNX the mapping was made from: compare every spike with onnxruntime.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def run(
     mapped: Path, dataset: str, data_dir: Path | None, samples: int, spike_file: Path | None,
     hw_path: Path | None, source: Path | None, batch_size: int, as_json: bool,
@@ -210,7 +175,10 @@ def run(
     if spike_file is not None:
         if source is not None:
             raise UticompileError("--check needs dataset images, not --spikes")
-        sim = _run_spikes(m, spike_file, hw)
+        from uticompile.runtime.traces import run_traces
+        from uticompile.spikes import read_spikes
+
+        sim = run_traces(m, read_spikes(spike_file), hw, what=str(spike_file))
     else:
         data = _dataset_for(m, dataset, data_dir)
         if source is not None:
@@ -226,22 +194,7 @@ def run(
     payload["accuracy"] = sim.accuracy
     if sim.check is not None:
         payload["check"] = vars(sim.check)
-    _emit(as_json, payload, _run_text(r, sim.accuracy, sim.check))
-
-
-def _run_spikes(m: Any, path: Path, hw: Any) -> Any:
-    from uticompile.runtime.cost import EventCounter
-    from uticompile.runtime.engine import Engine
-    from uticompile.runtime.simulate import Simulation
-    from uticompile.spikes import decode_spikes, read_spikes
-
-    csr = read_spikes(path)
-    if csr.layer < 0 or csr.timesteps != int(m.model["timesteps"]):
-        raise UticompileError(f"{path}: spike traces do not belong to this mapping")
-    execution = Engine(m).run_from(csr.layer, decode_spikes(csr).swapaxes(0, 1))
-    counter = EventCounter(m, hw)
-    counter.add(execution)
-    return Simulation(counter.report(), execution.predictions, csr.labels)
+    emit(as_json, payload, _run_text(r, sim.accuracy, sim.check))
 
 
 def _run_text(r: Any, accuracy: float | None, check: Any) -> str:

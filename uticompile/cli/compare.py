@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from uticompile.cli.options import step_bar
 from uticompile.errors import ConfigError
 
 
@@ -90,7 +91,6 @@ def compare(
     hw_path: Path | None, output: Path, as_json: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Prune MODEL with every balance variant, map and run each, write the paper's tables."""
-    from uticompile.cli import _step_bar
     from uticompile.compare import CompareConfig, CompareEvent, run_compare
     from uticompile.compare.tables import PLOTS_SKIPPED
 
@@ -111,7 +111,7 @@ def compare(
             if lot.kind == "round_start":
                 bars.close()
                 label = f"{e.variant} round {lot.round}/{lot.rounds} epoch"
-                state["step"] = bars.enter_context(_step_bar(label, True))
+                state["step"] = bars.enter_context(step_bar(label, True))
             elif lot.kind == "step":
                 state["step"](lot.step)
             elif lot.kind == "round_end" and lot.report is not None:

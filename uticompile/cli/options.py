@@ -1,0 +1,90 @@
+"""What every CLI command shares: exit codes, output, progress bars and common options.
+
+Commands import the library lazily, inside the command, so a command that needs no torch
+(``inspect``, ``encode-input``, ``run``, ``show``, ``map``) never loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug, not the user's input
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the dataset files are.",
+)
+hw_option = click.option(
+    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
+)
+grouping_option = click.option(
+    "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
+)
+device_option = click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
+)
+
+
+def emit(as_json: bool, payload: dict[str, Any], text: Callable[[], str] | str) -> None:
+    """Print ``payload`` as JSON (machine-readable) or the human text."""
+    if as_json:
+        click.echo(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        click.echo(text() if callable(text) else text)
+
+
+@contextmanager
+def step_bar(label: str, enabled: bool) -> Iterator[Callable[[Any], None]]:
+    """Training progress on stderr: a bar per epoch on a terminal, else one line per epoch."""
+    state: dict[str, Any] = {}
+    tty = sys.stderr.isatty()
+
+    def finish() -> None:
+        info = state.get("info")
+        if info is None:
+            return
+        if state.get("bar") is not None:
+            state["bar"].render_finish()
+        else:
+            click.echo(
+                f"{label} {info.epoch}/{info.epochs}: loss {info.loss:.4f} "
+                f"train accuracy {info.accuracy:.4f}",
+                err=True,
+            )
+
+    def on_step(info: Any) -> None:
+        if not enabled:
+            return
+        if state.get("epoch") != info.epoch:
+            finish()
+            state["bar"] = None
+            if tty:
+                state["bar"] = click.progressbar(
+                    length=info.steps,
+                    file=sys.stderr,
+                    show_pos=True,
+                    label=f"{label} {info.epoch}/{info.epochs}",
+                )
+            state["epoch"] = info.epoch
+        state["info"] = info
+        if state["bar"] is not None:
+            state[
+                "bar"
+            ].label = (
+                f"{label} {info.epoch}/{info.epochs} loss {info.loss:.3f} acc {info.accuracy:.3f}"
+            )
+            state["bar"].update(1)
+
+    yield on_step
+    if enabled:
+        finish()
