@@ -17,6 +17,7 @@ from uticompile.grouping import GROUPINGS
 from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
 from uticompile.ir import Graph
+from uticompile.limits import WEIGHT_BITS
 from uticompile.mapfile import (
     GROUPING_CODES,
     KIND_CODES,
@@ -28,6 +29,7 @@ from uticompile.mapfile import (
     TILE_DTYPE,
     Mapping,
 )
+from uticompile.mapfile.wsp import WORD_BYTES, wsp_words
 from uticompile.passes.base import Pass, PassManager
 from uticompile.passes.encode_wsp import EncodeWSP
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
@@ -50,8 +52,9 @@ class MapConfig:
             raise ConfigError(f"--pes must be >= 1, got {self.pes}")
         if self.grouping not in GROUPINGS:
             raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
-        if not 2 <= self.bits <= 16:
-            raise ConfigError(f"--bits must lie in 2..16, got {self.bits}")
+        lo, hi = WEIGHT_BITS
+        if not lo <= self.bits <= hi:
+            raise ConfigError(f"--bits must lie in {lo}..{hi}, got {self.bits}")
 
 
 def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
@@ -146,8 +149,8 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
                 ("group", "pe", "tile", "filter", "position", "count", "nnz")
             ):
                 t[name] = layer.tiles[:, col]
-            t["words"] = -(-layer.tiles[:, 5] // 16) + layer.tiles[:, 6]  # int64: no u32 wrap
-            t["wsp_bytes"] = 2 * t["words"]
+            t["words"] = wsp_words(layer.tiles[:, 5], layer.tiles[:, 6])  # int64: no u32 wrap
+            t["wsp_bytes"] = WORD_BYTES * t["words"]
             t["wsp_offset"] = module.wsp_offsets[n_tiles : n_tiles + len(t)]
             tile_rows.append(t)
             n_tiles += len(t)

@@ -17,11 +17,8 @@ import numpy as np
 from uticompile.errors import InvariantError, PassError
 from uticompile.grouping import group_layout
 from uticompile.hwir import HwLayer, HwModule
+from uticompile.mapfile.wsp import mask_words
 from uticompile.passes.base import PassResult
-
-
-def mask_words(bits: np.ndarray) -> np.ndarray:
-    return -(-bits // 16)
 
 
 def place_layer(layer: HwLayer, n: int, grouping: str, capacity: int, accumulators: int) -> None:

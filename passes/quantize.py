@@ -26,6 +26,7 @@ import numpy as np
 
 from uticompile.errors import PassError
 from uticompile.hwir import PSUM_KINDS, HwLayer, HwModule
+from uticompile.limits import WEIGHT_BITS
 from uticompile.passes.base import PassResult
 
 LEAK_SHIFT = 16
@@ -87,8 +88,9 @@ class Quantize:
     def __call__(self, module: HwModule) -> PassResult:
         if module.quantized:
             return PassResult(module, False)
-        if not 2 <= self.bits <= 16:
-            raise PassError(f"--bits must lie in 2..16, got {self.bits}")
+        lo, hi = WEIGHT_BITS
+        if not lo <= self.bits <= hi:
+            raise PassError(f"--bits must lie in {lo}..{hi}, got {self.bits}")
         layers = module.layers
         roots = _scale_groups(layers)
         want: dict[int, int] = {}

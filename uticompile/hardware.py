@@ -1,7 +1,7 @@
 """The modeled accelerator, read from a TOML hardware config (defaults: hw_default.toml).
 
-One frozen dataclass is the single source of the PE count, scratchpad, widths and the energy
-table, for the mapper and the runtime alike.
+One frozen dataclass carries the PE count, scratchpad, widths and the energy table, for the mapper
+and the runtime alike; its default values are hw_default.toml's (the one place they are written).
 """
 
 from __future__ import annotations
@@ -13,41 +13,54 @@ from importlib import resources
 from typing import Any
 
 from uticompile.errors import ConfigError
+from uticompile.limits import HARDWARE_RANGES
 
 _SECTIONS = ("pe", "cycles", "power_mw", "access_pj")
 
 
+def _default_text() -> str:
+    return resources.files("uticompile").joinpath("hw_default.toml").read_text()
+
+
+# hw_default.toml is the one source of the default values; the fields below only name and type
+# them (a field without a TOML key fails here, a TOML key without a field in ``_flatten``).
+_DEFAULTS: dict[str, Any] = {
+    key: value
+    for section in tomllib.loads(_default_text()).values()
+    for key, value in section.items()
+}
+
+
 @dataclass(frozen=True)
 class HardwareConfig:
-    num_pes: int = 16
-    clock_mhz: float = 400.0
-    scratchpad_words: int = 1024
-    word_bits: int = 16
-    acc_bits: int = 24
-    accumulators: int = 256
-    input_bits: int = 8
-    per_match: int = 1
-    mac_dynamic: float = 0.02511
-    mac_dynamic_ungated: float = 0.01924
-    mac_leakage: float = 6.2e-5
-    lif_dynamic: float = 0.01886
-    lif_dynamic_ungated: float = 0.05625
-    lif_leakage: float = 8.4e-5
-    scratchpad_dynamic: float = 0.11241
-    scratchpad_dynamic_ungated: float = 0.21233
-    scratchpad_leakage: float = 5.23e-4
-    dram: float = 55.58
-    sram: float = 1.95
-    scratchpad: float = 0.2779
+    """The accelerator the mapper targets and the runtime costs; defaults: ``hw_default.toml``."""
+
+    num_pes: int = _DEFAULTS["num_pes"]
+    clock_mhz: float = _DEFAULTS["clock_mhz"]
+    scratchpad_words: int = _DEFAULTS["scratchpad_words"]
+    word_bits: int = _DEFAULTS["word_bits"]
+    acc_bits: int = _DEFAULTS["acc_bits"]
+    accumulators: int = _DEFAULTS["accumulators"]
+    input_bits: int = _DEFAULTS["input_bits"]
+    per_match: int = _DEFAULTS["per_match"]
+    mac_dynamic: float = _DEFAULTS["mac_dynamic"]
+    mac_dynamic_ungated: float = _DEFAULTS["mac_dynamic_ungated"]
+    mac_leakage: float = _DEFAULTS["mac_leakage"]
+    lif_dynamic: float = _DEFAULTS["lif_dynamic"]
+    lif_dynamic_ungated: float = _DEFAULTS["lif_dynamic_ungated"]
+    lif_leakage: float = _DEFAULTS["lif_leakage"]
+    scratchpad_dynamic: float = _DEFAULTS["scratchpad_dynamic"]
+    scratchpad_dynamic_ungated: float = _DEFAULTS["scratchpad_dynamic_ungated"]
+    scratchpad_leakage: float = _DEFAULTS["scratchpad_leakage"]
+    dram: float = _DEFAULTS["dram"]
+    sram: float = _DEFAULTS["sram"]
+    scratchpad: float = _DEFAULTS["scratchpad"]
 
     def __post_init__(self) -> None:
         checks = {
-            "num_pes": 1 <= self.num_pes <= 4096,
-            "scratchpad_words": 1 <= self.scratchpad_words <= 2**24,
-            "word_bits": 2 <= self.word_bits <= 16,
-            "acc_bits": 8 <= self.acc_bits <= 32,
-            "accumulators": 1 <= self.accumulators <= 2**20,
-            "input_bits": 2 <= self.input_bits <= 8,
+            name: lo <= getattr(self, name) <= hi for name, (lo, hi) in HARDWARE_RANGES.items()
+        }
+        checks |= {
             "per_match": self.per_match >= 1,
             "clock_mhz": self.clock_mhz > 0,
         }
@@ -80,8 +93,8 @@ def _flatten(doc: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def default_hardware() -> HardwareConfig:
-    text = resources.files("uticompile").joinpath("hw_default.toml").read_text()
-    return HardwareConfig(**_flatten(tomllib.loads(text), "hw_default.toml"))
+    """The default accelerator, read (and checked like any user file) from hw_default.toml."""
+    return HardwareConfig(**_flatten(tomllib.loads(_default_text()), "hw_default.toml"))
 
 
 def load_hardware(path: str | os.PathLike[str] | None) -> HardwareConfig:

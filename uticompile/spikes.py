@@ -21,6 +21,7 @@ from scipy import sparse
 from uticompile.container import Container, read_container, read_container_file, write_container
 from uticompile.errors import MappingFormatError
 from uticompile.fileio import atomic_write_bytes
+from uticompile.limits import MAX_DIM, MAX_TIMESTEPS
 
 MAGIC = b"UTSPK\x00\r\n"
 """Container magic of a spike trace file."""
@@ -28,8 +29,6 @@ MAGIC = b"UTSPK\x00\r\n"
 VERSION = (1, 0)
 """Format version written."""
 
-MAX_TIMESTEPS = 64
-MAX_DIM = 65535
 """Largest C, H or W a trace file may declare (as the mapping's ``input_shape``)."""
 
 _SPKH = struct.Struct("<5IiII")  # T, samples, C, H, W, layer, nnz, reserved

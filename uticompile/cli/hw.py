@@ -13,7 +13,7 @@ import click
 
 from uticompile.cli.options import data_dir_option, emit, grouping_option, hw_option, json_option
 from uticompile.errors import UticompileError
-from uticompile.mapfile import MAX_PES
+from uticompile.limits import MAX_PES, WEIGHT_BITS
 
 
 def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
@@ -29,7 +29,7 @@ def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
 @click.option("--pes", type=click.IntRange(min=1, max=MAX_PES), default=16, show_default=True)
 @grouping_option
 @click.option(
-    "--bits", type=click.IntRange(2, 16), default=16, show_default=True, help="Weight bits."
+    "--bits", type=click.IntRange(*WEIGHT_BITS), default=16, show_default=True, help="Weight bits."
 )
 @hw_option
 @click.option("--dataset", default="digits", show_default=True, help="Sets the input's range.")

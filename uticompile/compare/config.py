@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from uticompile.errors import ConfigError
-from uticompile.mapfile import MAX_PES
+from uticompile.limits import MAX_PES
 from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
 from uticompile.passes.pipeline import MapConfig
 

@@ -1,0 +1,189 @@
+"""The records of the mapped binary (``.utm``, docs/mapping-format.md §2): byte layouts as numpy
+structured dtypes, the codes of every enumerated field, and the in-memory ``Mapping``.
+
+This module is the one place for the format's codes; the mapper, the readers and the printer
+import them from here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from uticompile.limits import HARDWARE_RANGES, MAX_DIM, MAX_TIMESTEPS
+from uticompile.mapfile.wsp import dense_from_wsp
+
+MAGIC_UTM = b"UTMAP\x00\r\n"
+VERSION = (1, 0)
+"""Format version written."""
+
+MODL_DTYPE = np.dtype(
+    [
+        ("name", "<u4"),
+        ("timesteps", "<u4"),
+        ("num_classes", "<u4"),
+        ("input_shape", "<u4", (3,)),
+        ("input_frac_bits", "<i4"),
+        ("input_bits", "<u4"),
+        ("num_pes", "<u4"),
+        ("scratchpad_words", "<u4"),
+        ("word_bits", "<u4"),
+        ("acc_bits", "<u4"),
+        ("accumulators", "<u4"),
+        ("grouping", "<u4"),
+        ("layer_count", "<u4"),
+        ("tile_count", "<u4"),
+    ]
+)
+LAYR_DTYPE = np.dtype(
+    [
+        ("kind", "<u2"),
+        ("flags", "<u2"),
+        ("name", "<u4"),
+        ("input0", "<i4"),
+        ("input1", "<i4"),
+        ("in_shape", "<u4", (3,)),
+        ("out_shape", "<u4", (3,)),
+        ("kernel", "<u2", (2,)),
+        ("stride", "<u2", (2,)),
+        ("pads", "<u2", (4,)),
+        ("frac_bits", "<i4"),
+        ("weight_bits", "<u4"),
+        ("bias_index", "<u8"),
+        ("tile_first", "<u4"),
+        ("tile_count", "<u4"),
+        ("threshold", "<i4"),
+        ("leak_mult", "<u4"),
+        ("leak_shift", "<u4"),
+        ("reset", "<u4"),
+        ("shift0", "<i4"),
+        ("shift1", "<i4"),
+        ("groups", "<u4"),
+        ("spatial_tiles", "<u4"),
+        ("reserved", "u1", (16,)),
+    ]
+)
+TILE_DTYPE = np.dtype(
+    [
+        ("layer", "<u4"),
+        ("group", "<u4"),
+        ("pe", "<u2"),
+        ("tile", "<u2"),
+        ("filter", "<u4"),
+        ("position", "<u4"),
+        ("count", "<u4"),
+        ("nnz", "<u4"),
+        ("words", "<u4"),
+        ("wsp_offset", "<u8"),
+        ("wsp_bytes", "<u4"),
+        ("reserved", "<u4"),
+    ]
+)
+
+KIND_ENCODE = 1
+KIND_CONV = 2
+KIND_FC = 3
+KIND_LIF = 4
+KIND_MAXPOOL = 5
+KIND_SUMPOOL = 6
+KIND_ADD = 7
+KIND_FLATTEN = 8
+KIND_NAMES: dict[int, str] = {
+    KIND_ENCODE: "ENCODE",
+    KIND_CONV: "CONV",
+    KIND_FC: "FC",
+    KIND_LIF: "LIF",
+    KIND_MAXPOOL: "MAXPOOL",
+    KIND_SUMPOOL: "SUMPOOL",
+    KIND_ADD: "ADD",
+    KIND_FLATTEN: "FLATTEN",
+}
+KIND_CODES: dict[str, int] = {name: code for code, name in KIND_NAMES.items()}
+WEIGHT_KINDS = frozenset({KIND_ENCODE, KIND_CONV, KIND_FC})
+
+LAYER_FLAG_BIAS = 1
+GROUPING_SATA = 0
+GROUPING_SYSTOLIC = 1
+GROUPING_NAMES: dict[int, str] = {GROUPING_SATA: "sata", GROUPING_SYSTOLIC: "systolic"}
+GROUPING_CODES: dict[str, int] = {name: code for code, name in GROUPING_NAMES.items()}
+RESET_HARD = 0
+RESET_SUBTRACT = 1
+
+SECTION_TAGS = (b"MODL", b"LAYR", b"TILE", b"WSPW", b"BIAS", b"STRS", b"META")
+"""Sections in the order written; all but META are required."""
+REQUIRED_SECTIONS = SECTION_TAGS[:-1]
+
+#: MODL fields and their accepted ranges. The document gives input_bits 8, word_bits 16,
+#: acc_bits 24 and accumulators 256 (the paper's accelerator); the hardware config admits other
+#: values, so the reader accepts the ranges a mapping can represent (``uticompile.limits``).
+MODL_RANGES: dict[str, tuple[int, int]] = {
+    "timesteps": (1, MAX_TIMESTEPS),
+    "num_classes": (1, MAX_DIM),
+    **HARDWARE_RANGES,
+    "grouping": (min(GROUPING_NAMES), max(GROUPING_NAMES)),
+}
+
+
+def meta_text(meta: dict[str, Any]) -> str:
+    """Canonical META text; NaN and infinities are refused, as JSON has none."""
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(eq=False)
+class Mapping:
+    """One mapped network: the records of a ``.utm`` file, with names resolved.
+
+    ``model`` is one ``MODL_DTYPE`` record (shape ``()``), ``layers`` ``LAYR_DTYPE [L]``,
+    ``tiles`` ``TILE_DTYPE [N]``, ``wsp`` the WSPW bytes (uint8), ``bias`` the BIAS int32 array.
+    The string offsets (``name`` fields) and MODL ``layer_count``/``tile_count`` are storage
+    details derived on write from ``name``, ``layer_names`` and the array lengths; their values
+    here are ignored by ``encode_mapping`` and by ``equals``.
+    """
+
+    name: str
+    model: np.ndarray
+    layers: np.ndarray
+    layer_names: list[str]
+    tiles: np.ndarray
+    wsp: np.ndarray
+    bias: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def equals(self, other: object) -> bool:
+        """Exact equality of every field and byte (derived storage fields excepted, see above)."""
+        if not isinstance(other, Mapping):
+            return False
+        if self.name != other.name or list(self.layer_names) != list(other.layer_names):
+            return False
+        for a, b in zip(_comparable(self), _comparable(other), strict=True):
+            if a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+                return False
+        try:
+            return meta_text(self.meta) == meta_text(other.meta)
+        except (TypeError, ValueError):
+            return bool(self.meta == other.meta)
+
+    def tile_wsp(self, index: int) -> bytes:
+        """The WSP blob of tile ``index``."""
+        t = self.tiles[index]
+        start = int(t["wsp_offset"])
+        return bytes(self.wsp[start : start + int(t["wsp_bytes"])])
+
+    def tile_dense(self, index: int) -> np.ndarray:
+        """Tile ``index``'s weights at its ``count`` positions (int16, pruned ones 0)."""
+        t = self.tiles[index]
+        return dense_from_wsp(self.tile_wsp(index), int(t["count"]), int(t["nnz"]))
+
+
+def _comparable(m: Mapping) -> list[np.ndarray]:
+    """The arrays ``equals`` compares, with the derived storage fields zeroed."""
+    model = np.array(m.model, copy=True)
+    layers = np.array(m.layers, copy=True)
+    if model.dtype == MODL_DTYPE:
+        model["name"] = model["layer_count"] = model["tile_count"] = 0
+    if layers.dtype == LAYR_DTYPE:
+        layers["name"] = 0
+    return [model, layers, np.asarray(m.tiles), np.asarray(m.wsp), np.asarray(m.bias)]

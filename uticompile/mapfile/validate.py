@@ -1,0 +1,474 @@
+"""Semantic validation of a mapping's records (docs/mapping-format.md §2), vectorized: one numpy
+expression per rule over all records at once. The PE grouping rule comes from
+``uticompile.grouping`` and the WSP word counts from ``wsp``, so the reader checks exactly what
+the mapper builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NoReturn
+
+import numpy as np
+import numpy.typing as npt
+
+from uticompile.errors import MappingFormatError
+from uticompile.grouping import active_slot_count, group_count, slot_filter, slot_span
+from uticompile.limits import MAX_DIM
+from uticompile.mapfile.records import (
+    GROUPING_NAMES,
+    GROUPING_SATA,
+    KIND_ADD,
+    KIND_CONV,
+    KIND_ENCODE,
+    KIND_FC,
+    KIND_FLATTEN,
+    KIND_LIF,
+    KIND_MAXPOOL,
+    KIND_NAMES,
+    KIND_SUMPOOL,
+    LAYER_FLAG_BIAS,
+    MODL_RANGES,
+    RESET_HARD,
+    RESET_SUBTRACT,
+)
+from uticompile.mapfile.wsp import MASK_WORD_BITS, WORD_BYTES, mask_words, wsp_words
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int64)
+_GATHER_BUDGET = 1 << 22  # bytes of WSPW gathered at once while checking blobs
+
+
+def _shape(row: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(x) for x in row)
+
+
+def _chunks(lengths: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
+    """Ranges of records whose lengths sum to about ``budget`` (or one longer record)."""
+    cum = np.cumsum(lengths)
+    start = 0
+    while start < lengths.size:
+        base = int(cum[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(cum, base + budget, side="right")), start + 1)
+        yield start, stop
+        start = stop
+
+
+def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``buf[s : s + n]`` for every (s, n), without a Python loop."""
+    seg = np.cumsum(lengths) - lengths
+    idx = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - seg, lengths)
+    return buf[idx]
+
+
+def validate(
+    model: np.ndarray,
+    layers: np.ndarray,
+    tiles: np.ndarray,
+    wsp: np.ndarray,
+    nbias: int,
+    *,
+    strict: bool,
+    what: str,
+) -> None:
+    """Every rule of section 2 a consumer relies on; raises on the first record breaking one.
+
+    ``layers``/``tiles`` hold exactly MODL's layer_count/tile_count records. ``strict``: the
+    file is a x.0 file, whose reserved fields must be zero.
+    """
+
+    def fail(msg: str) -> NoReturn:
+        raise MappingFormatError(f"{what}: {msg}")
+
+    def first(bad: npt.ArrayLike, rec: str, msg: Callable[[int], str]) -> None:
+        hits = np.flatnonzero(bad)
+        if hits.size:
+            i = int(hits[0])
+            fail(f"{rec}[{i}]: {msg(i)}")
+
+    # -- MODL
+    for name, (lo, hi) in MODL_RANGES.items():
+        v = int(model[name])
+        if not lo <= v <= hi:
+            fail(f"MODL: {name} {v} is out of range {lo}..{hi}")
+    input_shape = model["input_shape"].astype(np.int64)
+    if ((input_shape < 1) | (input_shape > MAX_DIM)).any():
+        fail(f"MODL: input_shape {_shape(input_shape)} is out of range 1..{MAX_DIM}")
+    n_layers, n_tiles = len(layers), len(tiles)
+    if n_layers == 0:
+        fail("MODL: layer_count is 0; a network has at least one layer")
+    n = int(model["num_pes"])
+    word_bits = int(model["word_bits"])
+    input_bits = int(model["input_bits"])
+    sata = int(model["grouping"]) == GROUPING_SATA
+
+    # -- LAYR: kinds, inputs, shapes
+    idx = np.arange(n_layers)
+    kind = layers["kind"].astype(np.int64)
+
+    def kname(i: int) -> str:
+        return KIND_NAMES.get(int(kind[i]), str(int(kind[i])))
+
+    first(~np.isin(kind, list(KIND_NAMES)), "LAYR", lambda i: f"unknown kind {kind[i]}")
+    flags = layers["flags"].astype(np.int64)
+    if strict:
+        first(flags & ~LAYER_FLAG_BIAS != 0, "LAYR", lambda i: f"unknown flags 0x{flags[i]:x}")
+        first(layers["reserved"].any(axis=1), "LAYR", lambda i: "reserved bytes are not zero")
+    is_enc, is_conv, is_fc = kind == KIND_ENCODE, kind == KIND_CONV, kind == KIND_FC
+    is_lif, is_max, is_sum = kind == KIND_LIF, kind == KIND_MAXPOOL, kind == KIND_SUMPOOL
+    is_add, is_flat = kind == KIND_ADD, kind == KIND_FLATTEN
+    is_w = is_enc | is_conv | is_fc
+    in0 = layers["input0"].astype(np.int64)
+    in1 = layers["input1"].astype(np.int64)
+    first(is_enc & (in0 != -1), "LAYR", lambda i: f"ENCODE must read the input (-1), not {in0[i]}")
+    first(
+        ~is_enc & ((in0 < 0) | (in0 >= idx)),
+        "LAYR",
+        lambda i: f"input0 {in0[i]} is not an earlier layer",
+    )
+    first(
+        is_add & ((in1 < 0) | (in1 >= idx)),
+        "LAYR",
+        lambda i: f"input1 {in1[i]} is not an earlier layer",
+    )
+    first(~is_add & (in1 != -1), "LAYR", lambda i: f"input1 is {in1[i]}, must be -1 for {kname(i)}")
+    ins = layers["in_shape"].astype(np.int64)
+    outs = layers["out_shape"].astype(np.int64)
+    first(
+        ((ins < 1) | (ins > MAX_DIM)).any(axis=1),
+        "LAYR",
+        lambda i: f"in_shape {_shape(ins[i])} is out of range 1..{MAX_DIM}",
+    )
+    first(
+        ((outs < 1) | (outs > MAX_DIM)).any(axis=1),
+        "LAYR",
+        lambda i: f"out_shape {_shape(outs[i])} is out of range 1..{MAX_DIM}",
+    )
+    src = outs[np.maximum(in0, 0)]
+    src[is_enc] = input_shape
+
+    def source(i: int) -> str:
+        return "the network input" if in0[i] < 0 else f"layer {in0[i]}'s output"
+
+    first(
+        ~is_fc & (ins != src).any(axis=1),
+        "LAYR",
+        lambda i: f"in_shape {_shape(ins[i])} does not match {source(i)} {_shape(src[i])}",
+    )
+    flat_src = src.prod(axis=1)
+    first(
+        is_fc & ((ins[:, 0] != flat_src) | (ins[:, 1:] != 1).any(axis=1)),
+        "LAYR",
+        lambda i: (
+            f"FC in_shape {_shape(ins[i])} is not ({flat_src[i]}, 1, 1), {source(i)} "
+            f"{_shape(src[i])} flattened"
+        ),
+    )
+    other = outs[np.maximum(in1, 0)]
+    first(
+        is_add & (other != ins).any(axis=1),
+        "LAYR",
+        lambda i: f"ADD operands differ: {_shape(ins[i])} and layer {in1[i]}'s {_shape(other[i])}",
+    )
+    kernel = layers["kernel"].astype(np.int64)
+    stride = layers["stride"].astype(np.int64)
+    pads = layers["pads"].astype(np.int64)
+    windowed = is_enc | is_conv | is_max
+    first(
+        windowed & ((kernel < 1) | (stride < 1)).any(axis=1),
+        "LAYR",
+        lambda i: f"kernel {_shape(kernel[i])} and stride {_shape(stride[i])} must be >= 1",
+    )
+    first(is_max & pads.any(axis=1), "LAYR", lambda i: "MAXPOOL has no padding")
+    padded_h = ins[:, 1] + pads[:, 0] + pads[:, 2]
+    padded_w = ins[:, 2] + pads[:, 1] + pads[:, 3]
+    first(
+        windowed & ((padded_h < kernel[:, 0]) | (padded_w < kernel[:, 1])),
+        "LAYR",
+        lambda i: f"kernel {_shape(kernel[i])} is larger than the padded input",
+    )
+    out_h = (padded_h - kernel[:, 0]) // np.maximum(stride[:, 0], 1) + 1
+    out_w = (padded_w - kernel[:, 1]) // np.maximum(stride[:, 1], 1) + 1
+    first(
+        windowed & ((outs[:, 1] != out_h) | (outs[:, 2] != out_w)),
+        "LAYR",
+        lambda i: (
+            f"out_shape {_shape(outs[i])} does not follow from in_shape, kernel, stride "
+            f"and pads (H, W = {out_h[i]}, {out_w[i]})"
+        ),
+    )
+    ones = np.ones(n_layers, np.int64)
+    expected_out = np.select(
+        [is_max[:, None], (is_lif | is_add)[:, None], is_sum[:, None], is_flat[:, None]],
+        [
+            np.stack([ins[:, 0], out_h, out_w], axis=1),
+            ins,
+            np.stack([ins[:, 0], ones, ones], axis=1),
+            np.stack([ins.prod(axis=1), ones, ones], axis=1),
+        ],
+        default=outs,
+    )
+    first(
+        (expected_out != outs).any(axis=1),
+        "LAYR",
+        lambda i: f"{kname(i)} out_shape {_shape(outs[i])} should be {_shape(expected_out[i])}",
+    )
+    first(
+        is_fc & (outs[:, 1:] != 1).any(axis=1),
+        "LAYR",
+        lambda i: f"FC out_shape {_shape(outs[i])} is not (features, 1, 1)",
+    )
+    first(
+        is_sum & (kernel != ins[:, 1:]).any(axis=1),
+        "LAYR",
+        lambda i: f"SUMPOOL kernel {_shape(kernel[i])} is not the input's H, W",
+    )
+    src_kind = kind[np.maximum(in0, 0)]
+    first(
+        is_lif & ~np.isin(src_kind, [KIND_ENCODE, KIND_CONV, KIND_FC, KIND_ADD]),
+        "LAYR",
+        lambda i: (
+            f"LIF reads layer {in0[i]}, a {KIND_NAMES[int(src_kind[i])]}; "
+            "it must read ENCODE, CONV, FC or ADD"
+        ),
+    )
+    leak_shift = layers["leak_shift"].astype(np.int64)
+    reset = layers["reset"].astype(np.int64)
+    first(is_lif & (leak_shift > 31), "LAYR", lambda i: f"leak_shift {leak_shift[i]} exceeds 31")
+    first(
+        is_lif & ~np.isin(reset, (RESET_HARD, RESET_SUBTRACT)),
+        "LAYR",
+        lambda i: f"reset {reset[i]} is neither {RESET_HARD} nor {RESET_SUBTRACT}",
+    )
+    last = n_layers - 1
+    if kind[last] != KIND_FC or _shape(outs[last]) != (int(model["num_classes"]), 1, 1):
+        fail(
+            f"LAYR[{last}]: the last layer must be the FC producing the "
+            f"{int(model['num_classes'])} logits, not {kname(last)} {_shape(outs[last])}"
+        )
+
+    # -- LAYR: weights, biases, groups, tile ranges
+    weight_bits = layers["weight_bits"].astype(np.int64)
+    first(
+        is_enc & ((weight_bits < 2) | (weight_bits > input_bits)),
+        "LAYR",
+        lambda i: f"ENCODE weight_bits {weight_bits[i]} is out of range 2..{input_bits}",
+    )
+    first(
+        (is_conv | is_fc) & ((weight_bits < 2) | (weight_bits > word_bits)),
+        "LAYR",
+        lambda i: f"weight_bits {weight_bits[i]} is out of range 2..{word_bits}",
+    )
+    tile_first = layers["tile_first"].astype(np.int64)
+    tile_count = layers["tile_count"].astype(np.int64)
+    first(
+        ~is_w & (tile_count != 0),
+        "LAYR",
+        lambda i: f"{kname(i)} has no weights but tile_count {tile_count[i]}",
+    )
+    first(
+        is_w & (tile_first + tile_count > n_tiles),
+        "LAYR",
+        lambda i: (
+            f"tiles {tile_first[i]}..{tile_first[i] + tile_count[i] - 1} are outside "
+            f"TILE ({n_tiles} records)"
+        ),
+    )
+    has_bias = (flags & LAYER_FLAG_BIAS) != 0
+    first(has_bias & ~is_w, "LAYR", lambda i: f"{kname(i)} cannot have a bias")
+    bias_index = layers["bias_index"]
+    bias_past = bias_index > np.uint64(nbias)
+    room = nbias - np.minimum(bias_index, np.uint64(nbias)).astype(np.int64)
+    first(
+        has_bias & (bias_past | (outs[:, 0] > room)),
+        "LAYR",
+        lambda i: (
+            f"bias {int(bias_index[i])}..{int(bias_index[i]) + int(outs[i, 0]) - 1} is "
+            f"outside BIAS ({nbias} values)"
+        ),
+    )
+    c_in = np.where(is_fc, ins.prod(axis=1), ins[:, 0])
+    kk = np.where(is_fc, 1, kernel[:, 0] * kernel[:, 1])
+    c_out = outs[:, 0]
+    grouping = GROUPING_NAMES[int(model["grouping"])]
+    want_groups = group_count(grouping, c_out, n)
+    want_slots = active_slot_count(grouping, c_out, c_in, n)
+    groups = layers["groups"].astype(np.int64)
+    first(
+        is_w & (groups != want_groups),
+        "LAYR",
+        lambda i: (
+            f"groups {groups[i]}, {GROUPING_NAMES[int(model['grouping'])]} grouping of "
+            f"{c_out[i]} filters on {n} PEs needs {want_groups[i]}"
+        ),
+    )
+    spatial = layers["spatial_tiles"].astype(np.int64)
+    want_spatial = -(-(outs[:, 1] * outs[:, 2]) // int(model["accumulators"]))
+    first(
+        (is_conv | is_fc) & (spatial != want_spatial),
+        "LAYR",
+        lambda i: (
+            f"spatial_tiles {spatial[i]} is not ceil(out H*W / accumulators) = {want_spatial[i]}"
+        ),
+    )
+
+    # -- TILE: fields
+    tl = tiles["layer"].astype(np.int64)
+    first(tl >= n_layers, "TILE", lambda i: f"layer {tl[i]} is not a layer index")
+    first(~is_w[tl], "TILE", lambda i: f"layer {tl[i]} is a {kname(int(tl[i]))}, without weights")
+    if strict:
+        first(tiles["reserved"] != 0, "TILE", lambda i: "reserved field is not zero")
+    g = tiles["group"].astype(np.int64)
+    pe = tiles["pe"].astype(np.int64)
+    t = tiles["tile"].astype(np.int64)
+    first(g >= groups[tl], "TILE", lambda i: f"group {g[i]} is not below {groups[tl[i]]} groups")
+    first(pe >= n, "TILE", lambda i: f"pe {pe[i]} is not below num_pes {n}")
+    same = np.zeros(n_tiles, dtype=bool)  # same (layer, group, pe) as the record before
+    ordered = np.ones(n_tiles, dtype=bool)
+    if n_tiles > 1:
+        a = (tl[1:], g[1:], pe[1:], t[1:])
+        b = (tl[:-1], g[:-1], pe[:-1], t[:-1])
+        gt = a[3] > b[3]
+        for x, y in zip(a[2::-1], b[2::-1], strict=True):
+            gt = (x > y) | ((x == y) & gt)
+        ordered[1:] = gt
+        same[1:] = (a[0] == b[0]) & (a[1] == b[1]) & (a[2] == b[2])
+    first(
+        ~ordered,
+        "TILE",
+        lambda i: f"not sorted by (layer, group, pe, tile) after TILE[{i - 1}]",
+    )
+    prev_t = np.concatenate([[-1], t[:-1]])
+    first(
+        np.where(same, t != prev_t + 1, t != 0),
+        "TILE",
+        lambda i: f"tile {t[i]} breaks the numbering 0, 1, ... of its PE and group",
+    )
+    count = tiles["count"].astype(np.int64)
+    nnz = tiles["nnz"].astype(np.int64)
+    words = tiles["words"].astype(np.int64)
+    wsp_bytes = tiles["wsp_bytes"].astype(np.int64)
+    first(count < 1, "TILE", lambda i: "count is 0")
+    first(nnz > count, "TILE", lambda i: f"nnz {nnz[i]} exceeds count {count[i]}")
+    mwords = mask_words(count)
+    want_words = wsp_words(count, nnz)
+    first(
+        words != want_words,
+        "TILE",
+        lambda i: f"words {words[i]} is not ceil(count / 16) + nnz = {want_words[i]}",
+    )
+    scratch = int(model["scratchpad_words"])
+    first(words > scratch, "TILE", lambda i: f"words {words[i]} exceed scratchpad_words {scratch}")
+    first(
+        wsp_bytes != WORD_BYTES * words,
+        "TILE",
+        lambda i: f"wsp_bytes {wsp_bytes[i]} is not 2 * words",
+    )
+    raw_off = tiles["wsp_offset"]
+    first(raw_off % np.uint64(2) != 0, "TILE", lambda i: f"wsp_offset {raw_off[i]} is odd")
+    off_past = raw_off > np.uint64(wsp.size)
+    off = np.minimum(raw_off, np.uint64(wsp.size)).astype(np.int64)
+    first(
+        off_past | (wsp_bytes > wsp.size - off),
+        "TILE",
+        lambda i: (
+            f"WSP blob of {wsp_bytes[i]} bytes at {int(raw_off[i])} is outside WSPW "
+            f"({wsp.size} bytes)"
+        ),
+    )
+
+    # -- TILE: which filter and positions each tile holds (section 2.3's grouping)
+    filt = tiles["filter"].astype(np.int64)
+    want_filt = slot_filter(grouping, g, pe, n)
+    if sata:
+        first(
+            filt != want_filt,
+            "TILE",
+            lambda i: f"filter {filt[i]} is not group * num_pes + pe = {g[i] * n + pe[i]} (sata)",
+        )
+    else:
+        first(
+            filt != want_filt, "TILE", lambda i: f"filter {filt[i]} is not group {g[i]} (systolic)"
+        )
+    first(
+        filt >= c_out[tl],
+        "TILE",
+        lambda i: f"filter {filt[i]} is not below layer {tl[i]}'s {c_out[tl[i]]} output channels",
+    )
+    pos = tiles["position"].astype(np.int64)
+    end = pos + count
+    start, stop = slot_span(grouping, pe, c_in[tl], kk[tl], n)
+    first(
+        ~same & (pos != start),
+        "TILE",
+        lambda i: f"position {pos[i]} is not {start[i]}, the start of PE {pe[i]}'s weights",
+    )
+    prev_end = np.concatenate([[0], end[:-1]])
+    first(
+        same & (pos != prev_end),
+        "TILE",
+        lambda i: f"position {pos[i]} does not continue TILE[{i - 1}], which ends at {prev_end[i]}",
+    )
+    run_last = np.ones(n_tiles, dtype=bool)
+    run_last[:-1] = ~same[1:]
+    first(
+        run_last & (end != stop),
+        "TILE",
+        lambda i: f"the tiles of PE {pe[i]}, group {g[i]} end at position {end[i]}, not {stop[i]}",
+    )
+    slots = np.bincount(tl[~same], minlength=n_layers)
+    first(
+        is_w & (slots != want_slots),
+        "LAYR",
+        lambda i: f"tiles fill {slots[i]} (group, pe) slots, the grouping has {want_slots[i]}",
+    )
+    per_layer = np.bincount(tl, minlength=n_layers)
+    first(
+        tile_count != per_layer,
+        "LAYR",
+        lambda i: f"tile_count {tile_count[i]}, but TILE has {per_layer[i]} records of it",
+    )
+    firsts = np.searchsorted(tl, idx)
+    first(
+        (per_layer > 0) & (tile_first != firsts),
+        "LAYR",
+        lambda i: f"tile_first {tile_first[i]}, but its first TILE record is {firsts[i]}",
+    )
+
+    # -- WSPW: blobs apart, bitmasks agree with nnz, values fit the layer's weight_bits
+    if n_tiles == 0:
+        return
+    order = np.argsort(off, kind="stable")
+    sorted_end = off[order] + wsp_bytes[order]
+    clash = np.flatnonzero(off[order][1:] < sorted_end[:-1])
+    if clash.size:
+        i, j = int(order[clash[0] + 1]), int(order[clash[0]])
+        fail(f"TILE[{i}]: WSP blob overlaps TILE[{j}]'s")
+    mbytes = WORD_BYTES * mwords
+    last_word = wsp[off + mbytes - 2].astype(np.int64) | (
+        wsp[off + mbytes - 1].astype(np.int64) << 8
+    )
+    used = count - MASK_WORD_BITS * (mwords - 1)  # bits of the last word inside count, 1..16
+    first(
+        (last_word >> used) != 0,
+        "TILE",
+        lambda i: f"bitmask has bits set past count {count[i]}",
+    )
+    limit = np.left_shift(1, weight_bits[tl] - 1)
+    for t0, t1 in _chunks(wsp_bytes, _GATHER_BUDGET):
+        part = slice(t0, t1)
+        masks = _gather(wsp, off[part], mbytes[part])
+        ones_per_tile = np.add.reduceat(_POPCOUNT[masks], np.cumsum(mbytes[part]) - mbytes[part])
+        bad = np.flatnonzero(ones_per_tile != nnz[part])
+        if bad.size:
+            i = t0 + int(bad[0])
+            fail(f"TILE[{i}]: bitmask has {ones_per_tile[bad[0]]} set bits, nnz is {nnz[i]}")
+        values = _gather(wsp, off[part] + mbytes[part], WORD_BYTES * nnz[part]).view("<i2")
+        bound = np.repeat(limit[part], nnz[part])
+        out_of_range = np.flatnonzero((values < -bound) | (values >= bound))
+        if out_of_range.size:
+            k = int(out_of_range[0])
+            i = t0 + int(np.searchsorted(np.cumsum(nnz[part]), k, side="right"))
+            fail(
+                f"TILE[{i}]: weight {int(values[k])} does not fit layer {tl[i]}'s "
+                f"{weight_bits[tl[i]]}-bit weights"
+            )
