@@ -7,6 +7,7 @@ the mapper builds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import NoReturn
 
 import numpy as np
@@ -60,6 +61,127 @@ def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndar
     return buf[idx]
 
 
+class _Checker:
+    """Raises the one-line ``MappingFormatError`` naming the first record that breaks a rule."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def fail(self, msg: str) -> NoReturn:
+        raise MappingFormatError(f"{self.what}: {msg}")
+
+    def first(self, bad: npt.ArrayLike, rec: str, msg: Callable[[int], str]) -> None:
+        hits = np.flatnonzero(bad)
+        if hits.size:
+            i = int(hits[0])
+            self.fail(f"{rec}[{i}]: {msg(i)}")
+
+
+def _col(records: np.ndarray, name: str) -> np.ndarray:
+    return records[name].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """LAYR's fields as int64 columns, what each kind implies, and MODL's grouping (no checks:
+    only elementwise decoding, so nothing here can index out of bounds on a hostile file)."""
+
+    kind: np.ndarray
+    flags: np.ndarray
+    in0: np.ndarray
+    in1: np.ndarray
+    ins: np.ndarray
+    outs: np.ndarray
+    kernel: np.ndarray
+    stride: np.ndarray
+    pads: np.ndarray
+    weight_bits: np.ndarray
+    tile_first: np.ndarray
+    tile_count: np.ndarray
+    groups: np.ndarray
+    spatial_tiles: np.ndarray
+    leak_shift: np.ndarray
+    reset: np.ndarray
+    num_pes: int
+    grouping: str
+
+    @classmethod
+    def of(cls, model: np.ndarray, layers: np.ndarray) -> _Layers:
+        names = {
+            "kind": "kind", "flags": "flags", "in0": "input0", "in1": "input1",
+            "ins": "in_shape", "outs": "out_shape", "kernel": "kernel", "stride": "stride",
+            "pads": "pads", "weight_bits": "weight_bits", "tile_first": "tile_first",
+            "tile_count": "tile_count", "groups": "groups", "spatial_tiles": "spatial_tiles",
+            "leak_shift": "leak_shift", "reset": "reset",
+        }  # fmt: skip
+        return cls(
+            **{k: _col(layers, v) for k, v in names.items()},
+            num_pes=int(model["num_pes"]),
+            grouping=GROUPING_NAMES[int(model["grouping"])],
+        )
+
+    def kname(self, i: int) -> str:
+        return KIND_NAMES.get(int(self.kind[i]), str(int(self.kind[i])))
+
+    is_enc = property(lambda self: self.kind == KIND_ENCODE)
+    is_conv = property(lambda self: self.kind == KIND_CONV)
+    is_fc = property(lambda self: self.kind == KIND_FC)
+    is_lif = property(lambda self: self.kind == KIND_LIF)
+    is_max = property(lambda self: self.kind == KIND_MAXPOOL)
+    is_sum = property(lambda self: self.kind == KIND_SUMPOOL)
+    is_add = property(lambda self: self.kind == KIND_ADD)
+    is_flat = property(lambda self: self.kind == KIND_FLATTEN)
+
+    @property
+    def is_w(self) -> np.ndarray:
+        return np.isin(self.kind, (KIND_ENCODE, KIND_CONV, KIND_FC))
+
+    @property
+    def c_in(self) -> np.ndarray:
+        """Input channels of a weight layer (an FC's input is flattened)."""
+        return np.where(self.is_fc, self.ins.prod(axis=1), self.ins[:, 0])
+
+    @property
+    def kk(self) -> np.ndarray:
+        """Kernel positions per input channel."""
+        return np.where(self.is_fc, 1, self.kernel[:, 0] * self.kernel[:, 1])
+
+    @property
+    def c_out(self) -> np.ndarray:
+        return self.outs[:, 0]
+
+
+@dataclass(frozen=True)
+class _Tiles:
+    """TILE's fields as int64 columns (``raw_off`` kept u64 to detect offsets past the blob)."""
+
+    tl: np.ndarray
+    g: np.ndarray
+    pe: np.ndarray
+    t: np.ndarray
+    filt: np.ndarray
+    pos: np.ndarray
+    count: np.ndarray
+    nnz: np.ndarray
+    words: np.ndarray
+    wsp_bytes: np.ndarray
+    raw_off: np.ndarray
+    reserved: np.ndarray
+
+    @classmethod
+    def of(cls, tiles: np.ndarray) -> _Tiles:
+        names = {
+            "tl": "layer", "g": "group", "pe": "pe", "t": "tile", "filt": "filter",
+            "pos": "position", "count": "count", "nnz": "nnz", "words": "words",
+            "wsp_bytes": "wsp_bytes",
+        }  # fmt: skip
+        return cls(
+            **{k: _col(tiles, v) for k, v in names.items()},
+            raw_off=tiles["wsp_offset"],
+            reserved=tiles["reserved"],
+        )
+
+
 def validate(
     model: np.ndarray,
     layers: np.ndarray,
@@ -73,72 +195,69 @@ def validate(
     """Every rule of section 2 a consumer relies on; raises on the first record breaking one.
 
     ``layers``/``tiles`` hold exactly MODL's layer_count/tile_count records. ``strict``: the
-    file is a x.0 file, whose reserved fields must be zero.
+    file is a x.0 file, whose reserved fields must be zero. The sections run in this order, each
+    relying on what the ones before established (e.g. indices in range before indexing with them).
     """
+    ck = _Checker(what)
+    _check_model(ck, model, len(layers))
+    lay = _Layers.of(model, layers)
+    _check_layer_graph(ck, model, lay, layers["reserved"], strict)
+    _check_layer_storage(ck, model, lay, len(tiles), nbias, layers["bias_index"])
+    til = _Tiles.of(tiles)
+    same, off = _check_tile_fields(ck, model, lay, til, wsp, strict)
+    _check_tile_runs(ck, lay, til, same)
+    _check_blobs(ck, lay, til, off, wsp)
 
-    def fail(msg: str) -> NoReturn:
-        raise MappingFormatError(f"{what}: {msg}")
 
-    def first(bad: npt.ArrayLike, rec: str, msg: Callable[[int], str]) -> None:
-        hits = np.flatnonzero(bad)
-        if hits.size:
-            i = int(hits[0])
-            fail(f"{rec}[{i}]: {msg(i)}")
-
-    # -- MODL
+def _check_model(ck: _Checker, model: np.ndarray, n_layers: int) -> None:
+    """MODL: every field in its range, and at least one layer."""
     for name, (lo, hi) in MODL_RANGES.items():
         v = int(model[name])
         if not lo <= v <= hi:
-            fail(f"MODL: {name} {v} is out of range {lo}..{hi}")
+            ck.fail(f"MODL: {name} {v} is out of range {lo}..{hi}")
     input_shape = model["input_shape"].astype(np.int64)
     if ((input_shape < 1) | (input_shape > MAX_DIM)).any():
-        fail(f"MODL: input_shape {_shape(input_shape)} is out of range 1..{MAX_DIM}")
-    n_layers, n_tiles = len(layers), len(tiles)
+        ck.fail(f"MODL: input_shape {_shape(input_shape)} is out of range 1..{MAX_DIM}")
     if n_layers == 0:
-        fail("MODL: layer_count is 0; a network has at least one layer")
-    n = int(model["num_pes"])
-    word_bits = int(model["word_bits"])
-    input_bits = int(model["input_bits"])
-    sata = int(model["grouping"]) == GROUPING_SATA
+        ck.fail("MODL: layer_count is 0; a network has at least one layer")
 
-    # -- LAYR: kinds, inputs, shapes
-    idx = np.arange(n_layers)
-    kind = layers["kind"].astype(np.int64)
 
-    def kname(i: int) -> str:
-        return KIND_NAMES.get(int(kind[i]), str(int(kind[i])))
-
-    first(~np.isin(kind, list(KIND_NAMES)), "LAYR", lambda i: f"unknown kind {kind[i]}")
-    flags = layers["flags"].astype(np.int64)
+def _check_layer_graph(
+    ck: _Checker, model: np.ndarray, L: _Layers, reserved: np.ndarray, strict: bool
+) -> None:
+    """LAYR: kinds, inputs (earlier layers only) and shapes that follow from each other."""
+    n_layers, idx, kind, kname = len(L.kind), np.arange(len(L.kind)), L.kind, L.kname
+    flags, in0, in1, ins, outs = L.flags, L.in0, L.in1, L.ins, L.outs
+    kernel, stride, pads = L.kernel, L.stride, L.pads
+    is_enc, is_conv, is_fc, is_lif = L.is_enc, L.is_conv, L.is_fc, L.is_lif
+    is_max, is_sum, is_add, is_flat = L.is_max, L.is_sum, L.is_add, L.is_flat
+    input_shape = model["input_shape"].astype(np.int64)
+    ck.first(~np.isin(kind, list(KIND_NAMES)), "LAYR", lambda i: f"unknown kind {kind[i]}")
     if strict:
-        first(flags & ~LAYER_FLAG_BIAS != 0, "LAYR", lambda i: f"unknown flags 0x{flags[i]:x}")
-        first(layers["reserved"].any(axis=1), "LAYR", lambda i: "reserved bytes are not zero")
-    is_enc, is_conv, is_fc = kind == KIND_ENCODE, kind == KIND_CONV, kind == KIND_FC
-    is_lif, is_max, is_sum = kind == KIND_LIF, kind == KIND_MAXPOOL, kind == KIND_SUMPOOL
-    is_add, is_flat = kind == KIND_ADD, kind == KIND_FLATTEN
-    is_w = is_enc | is_conv | is_fc
-    in0 = layers["input0"].astype(np.int64)
-    in1 = layers["input1"].astype(np.int64)
-    first(is_enc & (in0 != -1), "LAYR", lambda i: f"ENCODE must read the input (-1), not {in0[i]}")
-    first(
+        ck.first(flags & ~LAYER_FLAG_BIAS != 0, "LAYR", lambda i: f"unknown flags 0x{flags[i]:x}")
+        ck.first(reserved.any(axis=1), "LAYR", lambda i: "reserved bytes are not zero")
+    ck.first(
+        is_enc & (in0 != -1), "LAYR", lambda i: f"ENCODE must read the input (-1), not {in0[i]}"
+    )
+    ck.first(
         ~is_enc & ((in0 < 0) | (in0 >= idx)),
         "LAYR",
         lambda i: f"input0 {in0[i]} is not an earlier layer",
     )
-    first(
+    ck.first(
         is_add & ((in1 < 0) | (in1 >= idx)),
         "LAYR",
         lambda i: f"input1 {in1[i]} is not an earlier layer",
     )
-    first(~is_add & (in1 != -1), "LAYR", lambda i: f"input1 is {in1[i]}, must be -1 for {kname(i)}")
-    ins = layers["in_shape"].astype(np.int64)
-    outs = layers["out_shape"].astype(np.int64)
-    first(
+    ck.first(
+        ~is_add & (in1 != -1), "LAYR", lambda i: f"input1 is {in1[i]}, must be -1 for {kname(i)}"
+    )
+    ck.first(
         ((ins < 1) | (ins > MAX_DIM)).any(axis=1),
         "LAYR",
         lambda i: f"in_shape {_shape(ins[i])} is out of range 1..{MAX_DIM}",
     )
-    first(
+    ck.first(
         ((outs < 1) | (outs > MAX_DIM)).any(axis=1),
         "LAYR",
         lambda i: f"out_shape {_shape(outs[i])} is out of range 1..{MAX_DIM}",
@@ -149,13 +268,13 @@ def validate(
     def source(i: int) -> str:
         return "the network input" if in0[i] < 0 else f"layer {in0[i]}'s output"
 
-    first(
+    ck.first(
         ~is_fc & (ins != src).any(axis=1),
         "LAYR",
         lambda i: f"in_shape {_shape(ins[i])} does not match {source(i)} {_shape(src[i])}",
     )
     flat_src = src.prod(axis=1)
-    first(
+    ck.first(
         is_fc & ((ins[:, 0] != flat_src) | (ins[:, 1:] != 1).any(axis=1)),
         "LAYR",
         lambda i: (
@@ -164,31 +283,28 @@ def validate(
         ),
     )
     other = outs[np.maximum(in1, 0)]
-    first(
+    ck.first(
         is_add & (other != ins).any(axis=1),
         "LAYR",
         lambda i: f"ADD operands differ: {_shape(ins[i])} and layer {in1[i]}'s {_shape(other[i])}",
     )
-    kernel = layers["kernel"].astype(np.int64)
-    stride = layers["stride"].astype(np.int64)
-    pads = layers["pads"].astype(np.int64)
     windowed = is_enc | is_conv | is_max
-    first(
+    ck.first(
         windowed & ((kernel < 1) | (stride < 1)).any(axis=1),
         "LAYR",
         lambda i: f"kernel {_shape(kernel[i])} and stride {_shape(stride[i])} must be >= 1",
     )
-    first(is_max & pads.any(axis=1), "LAYR", lambda i: "MAXPOOL has no padding")
+    ck.first(is_max & pads.any(axis=1), "LAYR", lambda i: "MAXPOOL has no padding")
     padded_h = ins[:, 1] + pads[:, 0] + pads[:, 2]
     padded_w = ins[:, 2] + pads[:, 1] + pads[:, 3]
-    first(
+    ck.first(
         windowed & ((padded_h < kernel[:, 0]) | (padded_w < kernel[:, 1])),
         "LAYR",
         lambda i: f"kernel {_shape(kernel[i])} is larger than the padded input",
     )
     out_h = (padded_h - kernel[:, 0]) // np.maximum(stride[:, 0], 1) + 1
     out_w = (padded_w - kernel[:, 1]) // np.maximum(stride[:, 1], 1) + 1
-    first(
+    ck.first(
         windowed & ((outs[:, 1] != out_h) | (outs[:, 2] != out_w)),
         "LAYR",
         lambda i: (
@@ -207,23 +323,23 @@ def validate(
         ],
         default=outs,
     )
-    first(
+    ck.first(
         (expected_out != outs).any(axis=1),
         "LAYR",
         lambda i: f"{kname(i)} out_shape {_shape(outs[i])} should be {_shape(expected_out[i])}",
     )
-    first(
+    ck.first(
         is_fc & (outs[:, 1:] != 1).any(axis=1),
         "LAYR",
         lambda i: f"FC out_shape {_shape(outs[i])} is not (features, 1, 1)",
     )
-    first(
+    ck.first(
         is_sum & (kernel != ins[:, 1:]).any(axis=1),
         "LAYR",
         lambda i: f"SUMPOOL kernel {_shape(kernel[i])} is not the input's H, W",
     )
     src_kind = kind[np.maximum(in0, 0)]
-    first(
+    ck.first(
         is_lif & ~np.isin(src_kind, [KIND_ENCODE, KIND_CONV, KIND_FC, KIND_ADD]),
         "LAYR",
         lambda i: (
@@ -231,41 +347,45 @@ def validate(
             "it must read ENCODE, CONV, FC or ADD"
         ),
     )
-    leak_shift = layers["leak_shift"].astype(np.int64)
-    reset = layers["reset"].astype(np.int64)
-    first(is_lif & (leak_shift > 31), "LAYR", lambda i: f"leak_shift {leak_shift[i]} exceeds 31")
-    first(
+    leak_shift = L.leak_shift
+    reset = L.reset
+    ck.first(is_lif & (leak_shift > 31), "LAYR", lambda i: f"leak_shift {leak_shift[i]} exceeds 31")
+    ck.first(
         is_lif & ~np.isin(reset, (RESET_HARD, RESET_SUBTRACT)),
         "LAYR",
         lambda i: f"reset {reset[i]} is neither {RESET_HARD} nor {RESET_SUBTRACT}",
     )
     last = n_layers - 1
     if kind[last] != KIND_FC or _shape(outs[last]) != (int(model["num_classes"]), 1, 1):
-        fail(
+        ck.fail(
             f"LAYR[{last}]: the last layer must be the FC producing the "
             f"{int(model['num_classes'])} logits, not {kname(last)} {_shape(outs[last])}"
         )
 
-    # -- LAYR: weights, biases, groups, tile ranges
-    weight_bits = layers["weight_bits"].astype(np.int64)
-    first(
+
+def _check_layer_storage(
+    ck: _Checker, model: np.ndarray, L: _Layers, n_tiles: int, nbias: int, bias_index: np.ndarray
+) -> None:
+    """LAYR: weight widths, biases, groups and tile ranges."""
+    is_enc, is_conv, is_fc, is_w, kname = L.is_enc, L.is_conv, L.is_fc, L.is_w, L.kname
+    weight_bits, tile_first, tile_count, outs = L.weight_bits, L.tile_first, L.tile_count, L.outs
+    input_bits, word_bits, n = int(model["input_bits"]), int(model["word_bits"]), L.num_pes
+    ck.first(
         is_enc & ((weight_bits < 2) | (weight_bits > input_bits)),
         "LAYR",
         lambda i: f"ENCODE weight_bits {weight_bits[i]} is out of range 2..{input_bits}",
     )
-    first(
+    ck.first(
         (is_conv | is_fc) & ((weight_bits < 2) | (weight_bits > word_bits)),
         "LAYR",
         lambda i: f"weight_bits {weight_bits[i]} is out of range 2..{word_bits}",
     )
-    tile_first = layers["tile_first"].astype(np.int64)
-    tile_count = layers["tile_count"].astype(np.int64)
-    first(
+    ck.first(
         ~is_w & (tile_count != 0),
         "LAYR",
         lambda i: f"{kname(i)} has no weights but tile_count {tile_count[i]}",
     )
-    first(
+    ck.first(
         is_w & (tile_first + tile_count > n_tiles),
         "LAYR",
         lambda i: (
@@ -273,12 +393,11 @@ def validate(
             f"TILE ({n_tiles} records)"
         ),
     )
-    has_bias = (flags & LAYER_FLAG_BIAS) != 0
-    first(has_bias & ~is_w, "LAYR", lambda i: f"{kname(i)} cannot have a bias")
-    bias_index = layers["bias_index"]
+    has_bias = (L.flags & LAYER_FLAG_BIAS) != 0
+    ck.first(has_bias & ~is_w, "LAYR", lambda i: f"{kname(i)} cannot have a bias")
     bias_past = bias_index > np.uint64(nbias)
     room = nbias - np.minimum(bias_index, np.uint64(nbias)).astype(np.int64)
-    first(
+    ck.first(
         has_bias & (bias_past | (outs[:, 0] > room)),
         "LAYR",
         lambda i: (
@@ -286,14 +405,9 @@ def validate(
             f"outside BIAS ({nbias} values)"
         ),
     )
-    c_in = np.where(is_fc, ins.prod(axis=1), ins[:, 0])
-    kk = np.where(is_fc, 1, kernel[:, 0] * kernel[:, 1])
-    c_out = outs[:, 0]
-    grouping = GROUPING_NAMES[int(model["grouping"])]
-    want_groups = group_count(grouping, c_out, n)
-    want_slots = active_slot_count(grouping, c_out, c_in, n)
-    groups = layers["groups"].astype(np.int64)
-    first(
+    c_out, groups = L.c_out, L.groups
+    want_groups = group_count(L.grouping, c_out, n)
+    ck.first(
         is_w & (groups != want_groups),
         "LAYR",
         lambda i: (
@@ -301,9 +415,9 @@ def validate(
             f"{c_out[i]} filters on {n} PEs needs {want_groups[i]}"
         ),
     )
-    spatial = layers["spatial_tiles"].astype(np.int64)
+    spatial = L.spatial_tiles
     want_spatial = -(-(outs[:, 1] * outs[:, 2]) // int(model["accumulators"]))
-    first(
+    ck.first(
         (is_conv | is_fc) & (spatial != want_spatial),
         "LAYR",
         lambda i: (
@@ -311,17 +425,21 @@ def validate(
         ),
     )
 
-    # -- TILE: fields
-    tl = tiles["layer"].astype(np.int64)
-    first(tl >= n_layers, "TILE", lambda i: f"layer {tl[i]} is not a layer index")
-    first(~is_w[tl], "TILE", lambda i: f"layer {tl[i]} is a {kname(int(tl[i]))}, without weights")
+
+def _check_tile_fields(
+    ck: _Checker, model: np.ndarray, L: _Layers, T: _Tiles, wsp: np.ndarray, strict: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """TILE: fields, order and WSP sizes; returns (same PE run as the record before, offsets)."""
+    n_layers, n_tiles, n = len(L.kind), len(T.tl), L.num_pes
+    tl, g, pe, t, kname, groups = T.tl, T.g, T.pe, T.t, L.kname, L.groups
+    ck.first(tl >= n_layers, "TILE", lambda i: f"layer {tl[i]} is not a layer index")
+    ck.first(
+        ~L.is_w[tl], "TILE", lambda i: f"layer {tl[i]} is a {kname(int(tl[i]))}, without weights"
+    )
     if strict:
-        first(tiles["reserved"] != 0, "TILE", lambda i: "reserved field is not zero")
-    g = tiles["group"].astype(np.int64)
-    pe = tiles["pe"].astype(np.int64)
-    t = tiles["tile"].astype(np.int64)
-    first(g >= groups[tl], "TILE", lambda i: f"group {g[i]} is not below {groups[tl[i]]} groups")
-    first(pe >= n, "TILE", lambda i: f"pe {pe[i]} is not below num_pes {n}")
+        ck.first(T.reserved != 0, "TILE", lambda i: "reserved field is not zero")
+    ck.first(g >= groups[tl], "TILE", lambda i: f"group {g[i]} is not below {groups[tl[i]]} groups")
+    ck.first(pe >= n, "TILE", lambda i: f"pe {pe[i]} is not below num_pes {n}")
     same = np.zeros(n_tiles, dtype=bool)  # same (layer, group, pe) as the record before
     ordered = np.ones(n_tiles, dtype=bool)
     if n_tiles > 1:
@@ -332,42 +450,40 @@ def validate(
             gt = (x > y) | ((x == y) & gt)
         ordered[1:] = gt
         same[1:] = (a[0] == b[0]) & (a[1] == b[1]) & (a[2] == b[2])
-    first(
+    ck.first(
         ~ordered,
         "TILE",
         lambda i: f"not sorted by (layer, group, pe, tile) after TILE[{i - 1}]",
     )
     prev_t = np.concatenate([[-1], t[:-1]])
-    first(
+    ck.first(
         np.where(same, t != prev_t + 1, t != 0),
         "TILE",
         lambda i: f"tile {t[i]} breaks the numbering 0, 1, ... of its PE and group",
     )
-    count = tiles["count"].astype(np.int64)
-    nnz = tiles["nnz"].astype(np.int64)
-    words = tiles["words"].astype(np.int64)
-    wsp_bytes = tiles["wsp_bytes"].astype(np.int64)
-    first(count < 1, "TILE", lambda i: "count is 0")
-    first(nnz > count, "TILE", lambda i: f"nnz {nnz[i]} exceeds count {count[i]}")
-    mwords = mask_words(count)
+    count, nnz, words, wsp_bytes = T.count, T.nnz, T.words, T.wsp_bytes
+    ck.first(count < 1, "TILE", lambda i: "count is 0")
+    ck.first(nnz > count, "TILE", lambda i: f"nnz {nnz[i]} exceeds count {count[i]}")
     want_words = wsp_words(count, nnz)
-    first(
+    ck.first(
         words != want_words,
         "TILE",
         lambda i: f"words {words[i]} is not ceil(count / 16) + nnz = {want_words[i]}",
     )
     scratch = int(model["scratchpad_words"])
-    first(words > scratch, "TILE", lambda i: f"words {words[i]} exceed scratchpad_words {scratch}")
-    first(
+    ck.first(
+        words > scratch, "TILE", lambda i: f"words {words[i]} exceed scratchpad_words {scratch}"
+    )
+    ck.first(
         wsp_bytes != WORD_BYTES * words,
         "TILE",
         lambda i: f"wsp_bytes {wsp_bytes[i]} is not 2 * words",
     )
-    raw_off = tiles["wsp_offset"]
-    first(raw_off % np.uint64(2) != 0, "TILE", lambda i: f"wsp_offset {raw_off[i]} is odd")
+    raw_off = T.raw_off
+    ck.first(raw_off % np.uint64(2) != 0, "TILE", lambda i: f"wsp_offset {raw_off[i]} is odd")
     off_past = raw_off > np.uint64(wsp.size)
     off = np.minimum(raw_off, np.uint64(wsp.size)).astype(np.int64)
-    first(
+    ck.first(
         off_past | (wsp_bytes > wsp.size - off),
         "TILE",
         lambda i: (
@@ -375,80 +491,90 @@ def validate(
             f"({wsp.size} bytes)"
         ),
     )
+    return same, off
 
-    # -- TILE: which filter and positions each tile holds (section 2.3's grouping)
-    filt = tiles["filter"].astype(np.int64)
+
+def _check_tile_runs(ck: _Checker, L: _Layers, T: _Tiles, same: np.ndarray) -> None:
+    """TILE: which filter and positions each tile holds (section 2.3's grouping, from
+    ``uticompile.grouping``), and LAYR's tile ranges agreeing with TILE."""
+    n_layers, n_tiles, n, grouping = len(L.kind), len(T.tl), L.num_pes, L.grouping
+    tl, g, pe, count, filt, pos = T.tl, T.g, T.pe, T.count, T.filt, T.pos
+    c_in, kk, c_out, tile_first, tile_count = L.c_in, L.kk, L.c_out, L.tile_first, L.tile_count
     want_filt = slot_filter(grouping, g, pe, n)
-    if sata:
-        first(
+    if grouping == GROUPING_NAMES[GROUPING_SATA]:
+        ck.first(
             filt != want_filt,
             "TILE",
             lambda i: f"filter {filt[i]} is not group * num_pes + pe = {g[i] * n + pe[i]} (sata)",
         )
     else:
-        first(
+        ck.first(
             filt != want_filt, "TILE", lambda i: f"filter {filt[i]} is not group {g[i]} (systolic)"
         )
-    first(
+    ck.first(
         filt >= c_out[tl],
         "TILE",
         lambda i: f"filter {filt[i]} is not below layer {tl[i]}'s {c_out[tl[i]]} output channels",
     )
-    pos = tiles["position"].astype(np.int64)
     end = pos + count
     start, stop = slot_span(grouping, pe, c_in[tl], kk[tl], n)
-    first(
+    ck.first(
         ~same & (pos != start),
         "TILE",
         lambda i: f"position {pos[i]} is not {start[i]}, the start of PE {pe[i]}'s weights",
     )
     prev_end = np.concatenate([[0], end[:-1]])
-    first(
+    ck.first(
         same & (pos != prev_end),
         "TILE",
         lambda i: f"position {pos[i]} does not continue TILE[{i - 1}], which ends at {prev_end[i]}",
     )
     run_last = np.ones(n_tiles, dtype=bool)
     run_last[:-1] = ~same[1:]
-    first(
+    ck.first(
         run_last & (end != stop),
         "TILE",
         lambda i: f"the tiles of PE {pe[i]}, group {g[i]} end at position {end[i]}, not {stop[i]}",
     )
     slots = np.bincount(tl[~same], minlength=n_layers)
-    first(
-        is_w & (slots != want_slots),
+    want_slots = active_slot_count(grouping, c_out, c_in, n)
+    ck.first(
+        L.is_w & (slots != want_slots),
         "LAYR",
         lambda i: f"tiles fill {slots[i]} (group, pe) slots, the grouping has {want_slots[i]}",
     )
     per_layer = np.bincount(tl, minlength=n_layers)
-    first(
+    ck.first(
         tile_count != per_layer,
         "LAYR",
         lambda i: f"tile_count {tile_count[i]}, but TILE has {per_layer[i]} records of it",
     )
-    firsts = np.searchsorted(tl, idx)
-    first(
+    firsts = np.searchsorted(tl, np.arange(n_layers))
+    ck.first(
         (per_layer > 0) & (tile_first != firsts),
         "LAYR",
         lambda i: f"tile_first {tile_first[i]}, but its first TILE record is {firsts[i]}",
     )
 
-    # -- WSPW: blobs apart, bitmasks agree with nnz, values fit the layer's weight_bits
-    if n_tiles == 0:
+
+def _check_blobs(ck: _Checker, L: _Layers, T: _Tiles, off: np.ndarray, wsp: np.ndarray) -> None:
+    """WSPW: blobs apart, bitmasks agree with nnz, values fit the layer's weight_bits."""
+    if len(T.tl) == 0:
         return
+    tl, count, nnz, wsp_bytes, weight_bits = T.tl, T.count, T.nnz, T.wsp_bytes, L.weight_bits
+    mwords = mask_words(count)
     order = np.argsort(off, kind="stable")
     sorted_end = off[order] + wsp_bytes[order]
     clash = np.flatnonzero(off[order][1:] < sorted_end[:-1])
     if clash.size:
         i, j = int(order[clash[0] + 1]), int(order[clash[0]])
-        fail(f"TILE[{i}]: WSP blob overlaps TILE[{j}]'s")
+        ck.fail(f"TILE[{i}]: WSP blob overlaps TILE[{j}]'s")
     mbytes = WORD_BYTES * mwords
     last_word = wsp[off + mbytes - 2].astype(np.int64) | (
         wsp[off + mbytes - 1].astype(np.int64) << 8
     )
     used = count - MASK_WORD_BITS * (mwords - 1)  # bits of the last word inside count, 1..16
-    first(
+    ck.first(
         (last_word >> used) != 0,
         "TILE",
         lambda i: f"bitmask has bits set past count {count[i]}",
@@ -461,14 +587,14 @@ def validate(
         bad = np.flatnonzero(ones_per_tile != nnz[part])
         if bad.size:
             i = t0 + int(bad[0])
-            fail(f"TILE[{i}]: bitmask has {ones_per_tile[bad[0]]} set bits, nnz is {nnz[i]}")
+            ck.fail(f"TILE[{i}]: bitmask has {ones_per_tile[bad[0]]} set bits, nnz is {nnz[i]}")
         values = _gather(wsp, off[part] + mbytes[part], WORD_BYTES * nnz[part]).view("<i2")
         bound = np.repeat(limit[part], nnz[part])
         out_of_range = np.flatnonzero((values < -bound) | (values >= bound))
         if out_of_range.size:
             k = int(out_of_range[0])
             i = t0 + int(np.searchsorted(np.cumsum(nnz[part]), k, side="right"))
-            fail(
+            ck.fail(
                 f"TILE[{i}]: weight {int(values[k])} does not fit layer {tl[i]}'s "
                 f"{weight_bits[tl[i]]}-bit weights"
             )
