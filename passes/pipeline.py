@@ -1,12 +1,15 @@
 """The map pipeline from a pruned IR graph to a mapped binary.
 
-graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> PlaceOnPEs -> EncodeWSP -> Mapping.
+graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> ChoosePlacement -> PlaceOnPEs -> EncodeWSP
+-> Mapping. Calibrated placement (the hits of ``ChoosePlacement``) is measured by the runtime
+(``runtime.calibrate``), which runs a first, contiguous mapping.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from collections.abc import Mapping as AnyMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +34,14 @@ from uticompile.mapfile import (
 )
 from uticompile.mapfile.wsp import WORD_BYTES, wsp_words
 from uticompile.passes.base import Pass, PassManager
+from uticompile.passes.choose_placement import ChoosePlacement
 from uticompile.passes.encode_wsp import EncodeWSP
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 from uticompile.passes.lower_to_hardware import LowerToHardware
 from uticompile.passes.place_on_pes import PlaceOnPEs
 from uticompile.passes.quantize import Quantize
 from uticompile.passes.registry import MAP_PIPELINE
+from uticompile.placement import PLACEMENTS
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class MapConfig:
     pes: int = 16
     grouping: str = "sata"
     bits: int = 16
+    placement: str = "auto"
+    calibration: int = 64  # training samples whose spikes weigh placement costs; 0 = static
 
     def __post_init__(self) -> None:
         if self.pes < 1:
@@ -55,6 +62,10 @@ class MapConfig:
         lo, hi = WEIGHT_BITS
         if not lo <= self.bits <= hi:
             raise ConfigError(f"--bits must lie in {lo}..{hi}, got {self.bits}")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError(f"--placement must be one of {', '.join(PLACEMENTS)}")
+        if self.calibration < 0:
+            raise ConfigError(f"--calibration must be >= 0, got {self.calibration}")
 
 
 def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
@@ -96,13 +107,19 @@ def compile_graph(
     hw: HardwareConfig,
     input_bound: float,
     on_pass: Callable[[str, bool], None] | None = None,
+    hits: AnyMapping[str, np.ndarray] | None = None,
 ) -> HwModule:
-    """Run the map pipeline on ``graph``; ``input_bound`` = the largest |normalized input|."""
+    """Run the map pipeline on ``graph``; ``input_bound`` = the largest |normalized input|.
+
+    ``hits``: calibration cycles per weight position and step, per layer name (placement costs);
+    without them placement counts one cycle per nonzero weight.
+    """
     hw = hw.with_pes(config.pes)
     passes: list[Pass] = [
         FoldBatchNorm(),
         LowerToHardware(hw, config.grouping, input_bound),
         Quantize(config.bits, hw.input_bits, hw.acc_bits),
+        ChoosePlacement(config.placement, dict(hits or {})),
         PlaceOnPEs(),
         EncodeWSP(),
     ]
@@ -143,6 +160,7 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
             n_bias += len(layer.bias)
             rec["tile_first"], rec["tile_count"] = n_tiles, len(layer.tiles)
             rec["groups"], rec["spatial_tiles"] = layer.groups, layer.spatial_tiles
+            rec["placement"] = layer.placement.code if layer.placement is not None else 0
             t = np.zeros(len(layer.tiles), TILE_DTYPE)
             t["layer"] = i
             for col, name in enumerate(

@@ -1,10 +1,11 @@
-"""PlaceOnPEs: assign every weight layer's filters to PEs and split them into scratchpad tiles.
+"""PlaceOnPEs: put every weight layer's filters on PEs and split them into scratchpad tiles.
 
-Grouping is THE implementation pruning balances against (``passes.grouping.group_layout``), so a
-u-Ticket-balanced layer arrives here with equal workloads per PE. Each PE's weight range is cut at
-input-channel boundaries into tiles whose WSP (bitmask words + nonzero words) fits the scratchpad;
-each tile is loaded in its own pass. The cut is greedy (as many channels as fit), computed for all
-PEs of a layer at once, one tile index at a time.
+Each PE slot holds what the layer's placement (``ChoosePlacement``) gives it: one contiguous range
+of input channels of one filter. Without one, the grouping pruning balances against
+(``uticompile.grouping.group_layout``) is used, so a u-Ticket-balanced layer keeps equal workloads.
+Each PE's weight range is cut at input-channel boundaries into tiles whose WSP (bitmask words +
+nonzero words) fits the scratchpad; each tile is loaded in its own pass. The cut is greedy (as
+many channels as fit), computed for all PEs of a layer at once, one tile index at a time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from uticompile.grouping import group_layout
 from uticompile.hwir import HwLayer, HwModule
 from uticompile.mapfile.wsp import mask_words
 from uticompile.passes.base import PassResult
+from uticompile.placement import contiguous
 
 
 def place_layer(layer: HwLayer, n: int, grouping: str, capacity: int, accumulators: int) -> None:
@@ -27,14 +29,9 @@ def place_layer(layer: HwLayer, n: int, grouping: str, capacity: int, accumulato
     o = w.shape[0]
     kk = int(np.prod(w.shape[2:])) if w.ndim == 4 else 1
     c_in = w.shape[1]
-    fsize = c_in * kk
-    layout = group_layout(tuple(w.shape), n, grouping)
-    slots = np.flatnonzero(layout.active.ravel())
-    start = layout.start.ravel()[slots]  # global flat position of each PE's first weight
-    size = layout.capacity.ravel()[slots]
-    filt = start // fsize
-    first_ch = (start % fsize) // kk
-    n_ch = size // kk
+    placed = layer.placement or contiguous(group_layout(tuple(w.shape), n, grouping), kk)
+    slots = np.arange(len(placed.filter))
+    filt, first_ch, n_ch = placed.filter, placed.first, placed.channels
     # nonzeros per (filter, input channel), then cumulative per PE over its channel range
     per_ch = (w.reshape(o, c_in, kk) != 0).sum(axis=2)
     width = int(n_ch.max(initial=0))
@@ -71,8 +68,8 @@ def place_layer(layer: HwLayer, n: int, grouping: str, capacity: int, accumulato
         rows.append(
             np.stack(
                 [
-                    slots[idx] // n,
-                    slots[idx] % n,
+                    placed.group[idx],
+                    placed.pe[idx],
                     np.full(len(idx), tile),
                     filt[idx],
                     (first_ch[idx] + b) * kk,
@@ -87,7 +84,7 @@ def place_layer(layer: HwLayer, n: int, grouping: str, capacity: int, accumulato
     tiles = np.concatenate(rows) if rows else np.zeros((0, 7), np.int64)
     order = np.lexsort((tiles[:, 2], tiles[:, 1], tiles[:, 0]))
     layer.tiles = tiles[order].astype(np.int64)
-    layer.groups = layout.num_groups
+    layer.groups = placed.groups
     layer.spatial_tiles = -(-layer.out_shape[1] * layer.out_shape[2] // accumulators)
     # postcondition: the tiles cover every nonzero weight exactly once and fit the scratchpad
     if int(layer.tiles[:, 6].sum()) != int(np.count_nonzero(w)):

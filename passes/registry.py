@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from uticompile.passes.choose_placement import ChoosePlacement
 from uticompile.passes.encode_wsp import EncodeWSP
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 from uticompile.passes.lower_to_hardware import LowerToHardware
@@ -9,7 +10,15 @@ from uticompile.passes.place_on_pes import PlaceOnPEs
 from uticompile.passes.quantize import Quantize
 
 PASSES: dict[str, type] = {
-    p.name: p for p in (FoldBatchNorm, LowerToHardware, Quantize, PlaceOnPEs, EncodeWSP)
+    p.name: p
+    for p in (
+        FoldBatchNorm,
+        LowerToHardware,
+        Quantize,
+        ChoosePlacement,
+        PlaceOnPEs,
+        EncodeWSP,
+    )
 }
 
 #: The map pipeline, in order (``passes.pipeline.compile_graph`` builds it with its options).
@@ -17,6 +26,7 @@ MAP_PIPELINE: tuple[str, ...] = (
     "fold-batchnorm",
     "lower-to-hardware",
     "quantize",
+    "choose-placement",
     "place-on-pes",
     "encode-wsp",
 )

@@ -31,7 +31,7 @@ MODL_FIELDS = (
 )  # fmt: skip
 
 # Section 2.2
-LAYR = struct.Struct("<HHIii3I3I2H2H4HiIQIIiIIIiiII16s")
+LAYR = struct.Struct("<HHIii3I3I2H2H4HiIQIIiIIIiiIIB15s")
 LAYR_FIELDS = (
     ("kind", 1),
     ("flags", 1),
@@ -56,6 +56,7 @@ LAYR_FIELDS = (
     ("shift1", 1),
     ("groups", 1),
     ("spatial_tiles", 1),
+    ("placement", 1),
     ("reserved", 1),
 )
 

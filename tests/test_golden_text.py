@@ -47,8 +47,11 @@ def test_ir_text(model: str) -> None:
     _check(f"{model}.ir.txt", format_graph(build_model(model, ModelSpec((1, 16, 16), 10))))
 
 
+@pytest.mark.parametrize("placement", ["contiguous", "auto"])
 @pytest.mark.parametrize("model", ["vgg_small", "resnet_small"])
-def test_mapping_text(model: str) -> None:
+def test_mapping_text(model: str, placement: str) -> None:
     g = _formula_weights(build_model(model, ModelSpec((1, 16, 16), 10)))
-    mapping = to_mapping(compile_graph(g, MapConfig(pes=8), default_hardware(), 2.0))
-    _check(f"{model}.map.txt", format_mapping(decode_mapping(encode_mapping(mapping))))
+    config = MapConfig(pes=8, placement=placement)
+    mapping = to_mapping(compile_graph(g, config, default_hardware(), 2.0))
+    name = f"{model}.map.txt" if placement == "contiguous" else f"{model}.{placement}.map.txt"
+    _check(name, format_mapping(decode_mapping(encode_mapping(mapping))))

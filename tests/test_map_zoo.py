@@ -20,7 +20,9 @@ def test_full_width_zoo_model_maps_with_pruned_workloads(name: str) -> None:
         w = g.params[node.inputs[1]]
         g.params[node.inputs[1]] = np.where(rng.random(w.shape) < 0.02, w, 0).astype(np.float32)
     m = decode_mapping(
-        encode_mapping(to_mapping(compile_graph(g, MapConfig(), default_hardware(), 2.5)))
+        encode_mapping(
+            to_mapping(compile_graph(g, MapConfig(placement="contiguous"), default_hardware(), 2.5))
+        )
     )
     rows = {r["name"]: r for r in layer_summary(m)}
     assert set(rows) == {n.name for n in g.weight_nodes()}

@@ -62,7 +62,8 @@ DOC_LAYR = [
     (28, "out_shape"), (40, "kernel"), (44, "stride"), (48, "pads"), (56, "frac_bits"),
     (60, "weight_bits"), (64, "bias_index"), (72, "tile_first"), (76, "tile_count"),
     (80, "threshold"), (84, "leak_mult"), (88, "leak_shift"), (92, "reset"), (96, "shift0"),
-    (100, "shift1"), (104, "groups"), (108, "spatial_tiles"), (112, "reserved"),
+    (100, "shift1"), (104, "groups"), (108, "spatial_tiles"), (112, "placement"),
+    (113, "reserved"),
 ]  # fmt: skip
 DOC_TILE = [
     (0, "layer"), (4, "group"), (8, "pe"), (10, "tile"), (12, "filter"), (16, "position"),
@@ -384,7 +385,7 @@ def test_independent_reader_reads_every_field_and_weight(
     m, dense, data = request.getfixturevalue(which)
     back = decode_mapping(data)
     doc = independent.read_utm(data)
-    assert doc["version"] == (1, 0)
+    assert doc["version"] == (1, 1)
     assert doc["model_name"] == m.name
     for name in _names(MODL_DTYPE):
         assert np.asarray(back.model[name]).tolist() == doc["model"][name], name
@@ -394,7 +395,7 @@ def test_independent_reader_reads_every_field_and_weight(
     for i, rec in enumerate(doc["layers"]):
         for name in _names(LAYR_DTYPE):
             if name == "reserved":
-                assert rec[name] == bytes(16)
+                assert rec[name] == bytes(15)
             elif name != "name":
                 assert np.asarray(m.layers[i][name]).tolist() == rec[name], (i, name)
     assert len(doc["tiles"]) == len(m.tiles)
@@ -752,7 +753,7 @@ SATA_CASES: list[tuple[str, Mutation, str | None]] = [
     ("reset", lambda m: _set(m.layers, 4, "reset", 2), "LAYR[4]: reset 2 is neither 0 nor 1"),
     (
         "reserved",
-        lambda m: _set(m.layers, 2, "reserved", [0] * 15 + [1]),
+        lambda m: _set(m.layers, 2, "reserved", [0] * 14 + [1]),
         "LAYR[2]: reserved bytes are not zero",
     ),
     ("flags", lambda m: _set(m.layers, 2, "flags", 3), "LAYR[2]: unknown flags 0x3"),

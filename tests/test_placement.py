@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uticompile.errors import ConfigError
-from uticompile.passes.grouping import group_layout
+from uticompile.grouping import group_layout
 from uticompile.placement import (
     CONTIGUOUS,
     SORTED,

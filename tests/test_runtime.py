@@ -102,7 +102,11 @@ def _tiny(filter_nnz: list[list[int]], n: int, encoder_bias: float) -> tuple[Gra
 
 def _conv_cost(filter_nnz: list[list[int]], n: int, encoder_bias: float = 4.0) -> object:
     g, hw = _tiny(filter_nnz, n, encoder_bias)
-    m = decode_mapping(encode_mapping(to_mapping(compile_graph(g, MapConfig(pes=n), hw, 1.0))))
+    m = decode_mapping(
+        encode_mapping(
+            to_mapping(compile_graph(g, MapConfig(pes=n, placement="contiguous"), hw, 1.0))
+        )
+    )
     report = count_events(m, Engine(m).run(np.zeros((1, 1, 1, 1), np.int64)), hw)
     return next(c for c in report.layers if c.name == "conv2")
 
@@ -149,7 +153,11 @@ def test_eq2_edge_cases() -> None:
 
 def test_energy_follows_eq3_with_the_configured_table() -> None:
     g, hw = _tiny([[0, 1, 2, 3], [0], [1], [2, 3]], 4, 4.0)
-    m = decode_mapping(encode_mapping(to_mapping(compile_graph(g, MapConfig(pes=4), hw, 1.0))))
+    m = decode_mapping(
+        encode_mapping(
+            to_mapping(compile_graph(g, MapConfig(pes=4, placement="contiguous"), hw, 1.0))
+        )
+    )
     r = count_events(m, Engine(m).run(np.zeros((1, 1, 1, 1), np.int64)), hw)
     pj = 1000 / hw.clock_mhz
     e_l = pj * (hw.mac_dynamic_ungated + hw.mac_leakage + hw.lif_dynamic_ungated + hw.lif_leakage

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uticompile.hardware import HardwareConfig
+from uticompile.placement import Placement
 
 KINDS = ("ENCODE", "CONV", "FC", "LIF", "MAXPOOL", "SUMPOOL", "ADD", "FLATTEN")
 WEIGHT_KINDS = ("ENCODE", "CONV", "FC")
@@ -47,6 +48,7 @@ class HwLayer:
     shifts: tuple[int, int] = (0, 0)  # ADD: left shifts; ENCODE: (right shift, 0)
     groups: int = 0
     spatial_tiles: int = 0
+    placement: Placement | None = None  # which PE holds what (None: the grouping's contiguous)
     tiles: np.ndarray | None = None  # int64 [num_tiles, len(TILE_FIELDS)]
     report: dict[str, float | int | bool] = field(default_factory=dict)
 

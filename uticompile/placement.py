@@ -32,7 +32,7 @@ import numpy as np
 from uticompile.errors import ConfigError, PassError
 
 if TYPE_CHECKING:
-    from uticompile.passes.grouping import GroupLayout
+    from uticompile.grouping import GroupLayout
 
 CONTIGUOUS, SORTED, SPLIT = 0, 1, 2
 CODE_NAMES: dict[int, str] = {CONTIGUOUS: "contiguous", SORTED: "sorted", SPLIT: "split"}
@@ -100,7 +100,7 @@ def _placement(code: int, n: int, rows: np.ndarray) -> Placement:
 
 
 def contiguous(layout: GroupLayout, kernel: int) -> Placement:
-    """The paper's placement: the grouping rule itself (``passes.grouping``), as a placement."""
+    """The paper's placement: the grouping rule itself (``uticompile.grouping``), as a placement."""
     slots = np.flatnonzero(layout.active.ravel())
     fsize = layout.shape[1] * kernel
     start = layout.start.ravel()[slots]

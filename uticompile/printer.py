@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 
 from uticompile.ir import Graph
-from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, Mapping
+from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, PLACEMENT_NAMES, Mapping
 
 
 def _attr(value: object) -> str:
@@ -69,6 +69,8 @@ def format_mapping(m: Mapping) -> str:
             nnz = int(m.tiles[first : first + count]["nnz"].sum())
             parts.append(f"frac={int(rec['frac_bits'])} bits={int(rec['weight_bits'])} "
                          f"groups={int(rec['groups'])} tiles={count} nnz={nnz}")  # fmt: skip
+            if int(rec["placement"]):
+                parts.append(f"placement={PLACEMENT_NAMES[int(rec['placement'])]}")
         if kind == "ENCODE":
             parts.append(f"shift={int(rec['shift0'])}")
         if kind == "LIF":

@@ -103,7 +103,8 @@ def write_mapping(m: Mapping, path: str | os.PathLike[str]) -> None:
 def decode_mapping(data: bytes | bytearray | memoryview, *, what: str = "mapping") -> Mapping:
     """Parse and fully validate ``.utm`` bytes; ``what`` prefixes every error message."""
     container = read_container(data, MAGIC_UTM, REQUIRED_SECTIONS, what=what)
-    strict = container.version[1] == 0
+    minor = container.version[1]
+    strict = minor <= VERSION[1]  # every field of this minor is known: reserved ones are 0
     sec = container.sections
 
     def fail(msg: str) -> NoReturn:
@@ -128,6 +129,10 @@ def decode_mapping(data: bytes | bytearray | memoryview, *, what: str = "mapping
     tiles = np.frombuffer(sec[b"TILE"], TILE_DTYPE)
     wsp = np.frombuffer(sec[b"WSPW"], np.uint8)
     bias = np.frombuffer(sec[b"BIAS"], "<i4")
+    if minor == 0:  # 1.0 had no placement: its byte was reserved
+        bad = np.flatnonzero(layers["placement"])
+        if bad.size:
+            fail(f"LAYR[{int(bad[0])}]: reserved bytes are not zero")
     validate(model, layers, tiles, wsp, len(bias), strict=strict, what=what)
     strs = np.frombuffer(sec[b"STRS"], np.uint8)
     name_offsets = np.concatenate([[int(model["name"])], layers["name"].astype(np.int64)])

@@ -17,7 +17,7 @@ from uticompile.limits import HARDWARE_RANGES, MAX_DIM, MAX_TIMESTEPS
 from uticompile.mapfile.wsp import dense_from_wsp
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
-VERSION = (1, 0)
+VERSION = (1, 1)
 """Format version written."""
 
 MODL_DTYPE = np.dtype(
@@ -63,7 +63,8 @@ LAYR_DTYPE = np.dtype(
         ("shift1", "<i4"),
         ("groups", "<u4"),
         ("spatial_tiles", "<u4"),
-        ("reserved", "u1", (16,)),
+        ("placement", "u1"),
+        ("reserved", "u1", (15,)),
     ]
 )
 TILE_DTYPE = np.dtype(
@@ -109,6 +110,14 @@ GROUPING_SATA = 0
 GROUPING_SYSTOLIC = 1
 GROUPING_NAMES: dict[int, str] = {GROUPING_SATA: "sata", GROUPING_SYSTOLIC: "systolic"}
 GROUPING_CODES: dict[str, int] = {name: code for code, name in GROUPING_NAMES.items()}
+PLACEMENT_CONTIGUOUS = 0
+PLACEMENT_SORTED = 1
+PLACEMENT_SPLIT = 2
+PLACEMENT_NAMES: dict[int, str] = {
+    PLACEMENT_CONTIGUOUS: "contiguous",
+    PLACEMENT_SORTED: "sorted",
+    PLACEMENT_SPLIT: "split",
+}
 RESET_HARD = 0
 RESET_SUBTRACT = 1
 

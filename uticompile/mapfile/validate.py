@@ -30,6 +30,9 @@ from uticompile.mapfile.records import (
     KIND_SUMPOOL,
     LAYER_FLAG_BIAS,
     MODL_RANGES,
+    PLACEMENT_CONTIGUOUS,
+    PLACEMENT_SORTED,
+    PLACEMENT_SPLIT,
     RESET_HARD,
     RESET_SUBTRACT,
 )
@@ -102,6 +105,7 @@ class _Layers:
     spatial_tiles: np.ndarray
     leak_shift: np.ndarray
     reset: np.ndarray
+    placement: np.ndarray
     num_pes: int
     grouping: str
 
@@ -112,7 +116,7 @@ class _Layers:
             "ins": "in_shape", "outs": "out_shape", "kernel": "kernel", "stride": "stride",
             "pads": "pads", "weight_bits": "weight_bits", "tile_first": "tile_first",
             "tile_count": "tile_count", "groups": "groups", "spatial_tiles": "spatial_tiles",
-            "leak_shift": "leak_shift", "reset": "reset",
+            "leak_shift": "leak_shift", "reset": "reset", "placement": "placement",
         }  # fmt: skip
         return cls(
             **{k: _col(layers, v) for k, v in names.items()},
@@ -149,6 +153,11 @@ class _Layers:
     @property
     def c_out(self) -> np.ndarray:
         return self.outs[:, 0]
+
+    @property
+    def placed(self) -> np.ndarray:
+        """Weight layers placed freely (1.1: placement 1 or 2), not by MODL's grouping."""
+        return self.is_w & (self.placement != PLACEMENT_CONTIGUOUS)
 
 
 @dataclass(frozen=True)
@@ -405,10 +414,17 @@ def _check_layer_storage(
             f"outside BIAS ({nbias} values)"
         ),
     )
-    c_out, groups = L.c_out, L.groups
+    c_out, groups, code, placed = L.c_out, L.groups, L.placement, L.placed
+    ck.first(code > PLACEMENT_SPLIT, "LAYR", lambda i: f"placement {code[i]} is not 0, 1 or 2")
+    ck.first(~is_w & (code != 0), "LAYR", lambda i: f"{kname(i)} has no weights to place")
+    ck.first(
+        placed & ((groups < 1) | (groups > c_out)),
+        "LAYR",
+        lambda i: f"groups {groups[i]} is not in 1..{c_out[i]} (one filter or more per group)",
+    )
     want_groups = group_count(L.grouping, c_out, n)
     ck.first(
-        is_w & (groups != want_groups),
+        is_w & ~placed & (groups != want_groups),
         "LAYR",
         lambda i: (
             f"groups {groups[i]}, {GROUPING_NAMES[int(model['grouping'])]} grouping of "
@@ -501,15 +517,18 @@ def _check_tile_runs(ck: _Checker, L: _Layers, T: _Tiles, same: np.ndarray) -> N
     tl, g, pe, count, filt, pos = T.tl, T.g, T.pe, T.count, T.filt, T.pos
     c_in, kk, c_out, tile_first, tile_count = L.c_in, L.kk, L.c_out, L.tile_first, L.tile_count
     want_filt = slot_filter(grouping, g, pe, n)
+    free = L.placed[tl]  # tiles of placed layers follow section 2.3's placement rules instead
     if grouping == GROUPING_NAMES[GROUPING_SATA]:
         ck.first(
-            filt != want_filt,
+            ~free & (filt != want_filt),
             "TILE",
             lambda i: f"filter {filt[i]} is not group * num_pes + pe = {g[i] * n + pe[i]} (sata)",
         )
     else:
         ck.first(
-            filt != want_filt, "TILE", lambda i: f"filter {filt[i]} is not group {g[i]} (systolic)"
+            ~free & (filt != want_filt),
+            "TILE",
+            lambda i: f"filter {filt[i]} is not group {g[i]} (systolic)",
         )
     ck.first(
         filt >= c_out[tl],
@@ -519,7 +538,7 @@ def _check_tile_runs(ck: _Checker, L: _Layers, T: _Tiles, same: np.ndarray) -> N
     end = pos + count
     start, stop = slot_span(grouping, pe, c_in[tl], kk[tl], n)
     ck.first(
-        ~same & (pos != start),
+        ~free & ~same & (pos != start),
         "TILE",
         lambda i: f"position {pos[i]} is not {start[i]}, the start of PE {pe[i]}'s weights",
     )
@@ -532,14 +551,15 @@ def _check_tile_runs(ck: _Checker, L: _Layers, T: _Tiles, same: np.ndarray) -> N
     run_last = np.ones(n_tiles, dtype=bool)
     run_last[:-1] = ~same[1:]
     ck.first(
-        run_last & (end != stop),
+        ~free & run_last & (end != stop),
         "TILE",
         lambda i: f"the tiles of PE {pe[i]}, group {g[i]} end at position {end[i]}, not {stop[i]}",
     )
+    _check_placed_runs(ck, L, T, same, run_last)
     slots = np.bincount(tl[~same], minlength=n_layers)
     want_slots = active_slot_count(grouping, c_out, c_in, n)
     ck.first(
-        L.is_w & (slots != want_slots),
+        L.is_w & ~L.placed & (slots != want_slots),
         "LAYR",
         lambda i: f"tiles fill {slots[i]} (group, pe) slots, the grouping has {want_slots[i]}",
     )
@@ -554,6 +574,76 @@ def _check_tile_runs(ck: _Checker, L: _Layers, T: _Tiles, same: np.ndarray) -> N
         (per_layer > 0) & (tile_first != firsts),
         "LAYR",
         lambda i: f"tile_first {tile_first[i]}, but its first TILE record is {firsts[i]}",
+    )
+
+
+def _check_placed_runs(
+    ck: _Checker, L: _Layers, T: _Tiles, same: np.ndarray, run_last: np.ndarray
+) -> None:
+    """Section 2.3's rules for placed layers (placement 1 or 2), over all their tiles at once.
+
+    Each (group, pe) holds one contiguous range of one filter, cut at input-channel boundaries;
+    the ranges of a filter lie in one group and cover it exactly once; every filter is placed,
+    every group holds one; ``sorted`` (1) layers hold whole filters only.
+    """
+    tl, g, filt, pos = T.tl, T.g, T.filt, T.pos
+    end = pos + T.count
+    fsize, kk = L.c_in * L.kk, L.kk
+    free = L.placed[tl]
+    prev_filt = np.concatenate([[-1], filt[:-1]])
+    ck.first(
+        free & same & (filt != prev_filt),
+        "TILE",
+        lambda i: f"filter {filt[i]} differs from filter {prev_filt[i]} of its PE's tiles",
+    )
+    starts = np.flatnonzero(free & ~same)  # one row per PE run
+    ends = np.flatnonzero(free & run_last)
+    rl, rg, rf, r0, r1 = tl[starts], g[starts], filt[starts], pos[starts], end[ends]
+    k = kk[rl]
+    bad = np.flatnonzero((r0 % k != 0) | (r1 % k != 0))
+    if bad.size:
+        j, i = int(bad[0]), int(starts[bad[0]])
+        ck.fail(
+            f"TILE[{i}]: PE {T.pe[i]} of group {g[i]} holds positions {r0[j]}..{r1[j] - 1}, "
+            f"not whole input channels of {k[j]} positions"
+        )
+    whole = L.placement[rl] == PLACEMENT_SORTED
+    bad = np.flatnonzero(whole & ((r0 != 0) | (r1 != fsize[rl])))
+    if bad.size:
+        i = int(starts[bad[0]])
+        ck.fail(f"TILE[{i}]: a sorted (1) layer's PE holds a whole filter, not a part of it")
+    order = np.lexsort((r0, rf, rl))
+    rl, rg, rf, r0, r1, at = rl[order], rg[order], rf[order], r0[order], r1[order], starts[order]
+    new = np.ones(len(rl), bool)
+    new[1:] = (rl[1:] != rl[:-1]) | (rf[1:] != rf[:-1])
+    last = np.ones(len(rl), bool)
+    last[:-1] = new[1:]
+    prev_end = np.concatenate([[0], r1[:-1]])
+    prev_group = np.concatenate([[-1], rg[:-1]])
+    for cond, msg in (
+        (new & (r0 != 0), "starts at position {r0}, so positions 0..{r0m1} are on no PE"),
+        (~new & (r0 != prev_end), "starts at {r0}, the filter's previous PE range ends at {pe}"),
+        (~new & (rg != prev_group), "lies in another group than the rest of its filter"),
+        (last & (r1 != fsize[rl]), "the filter's last PE range ends at {r1}, not {fs}"),
+    ):
+        bad = np.flatnonzero(cond)
+        if bad.size:
+            j = int(bad[0])
+            text = msg.format(r0=r0[j], r0m1=r0[j] - 1, pe=prev_end[j], r1=r1[j], fs=fsize[rl[j]])
+            ck.fail(f"TILE[{int(at[j])}]: filter {rf[j]} of layer {rl[j]}: {text}")
+    n_layers = len(L.kind)
+    filters = np.bincount(rl[new], minlength=n_layers)
+    ck.first(
+        L.placed & (filters != L.c_out),
+        "LAYR",
+        lambda i: f"{filters[i]} of its {L.c_out[i]} filters are placed on PEs",
+    )
+    used = np.unique(rl * (1 << 32) + rg)
+    groups_used = np.bincount(used >> 32, minlength=n_layers)
+    ck.first(
+        L.placed & (groups_used != L.groups),
+        "LAYR",
+        lambda i: f"only {groups_used[i]} of its {L.groups[i]} groups hold a filter",
     )
 
 
