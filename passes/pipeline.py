@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from collections.abc import Mapping as AnyMapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -73,10 +74,24 @@ def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:
     return max(max(m, 1 - m) / s for m, s in zip(mean, std, strict=True))
 
 
-def map_metadata(config: MapConfig, hw: HardwareConfig, bound: float, source: bytes) -> dict:
+CALIBRATION_SPLIT = "train"  # calibration images: never the test images runs are scored on
+
+
+def calibrated(config: MapConfig) -> bool:
+    """Whether ``config``'s placement is chosen on measured spikes (else on nonzero weights)."""
+    return config.placement != "contiguous" and config.calibration > 0
+
+
+def map_metadata(
+    config: MapConfig,
+    hw: HardwareConfig,
+    bound: float,
+    source: bytes,
+    calibration_dataset: str | None = None,
+) -> dict:
     """What ``--check`` needs to redo the mapping exactly, stored in the META section."""
-    return {
-        "map_config": {"pes": config.pes, "grouping": config.grouping, "bits": config.bits},
+    meta: dict[str, Any] = {
+        "map_config": asdict(config),
         "hardware": {
             "scratchpad_words": hw.scratchpad_words,
             "word_bits": hw.word_bits,
@@ -87,18 +102,31 @@ def map_metadata(config: MapConfig, hw: HardwareConfig, bound: float, source: by
         "input_bound": bound,
         "source_sha256": hashlib.sha256(source).hexdigest(),
     }
+    if calibrated(config) and calibration_dataset is not None:
+        meta["calibration"] = {"dataset": calibration_dataset, "split": CALIBRATION_SPLIT}
+    return meta
 
 
 def map_graph(
-    graph: Graph, config: MapConfig, hw: HardwareConfig, bound: float, source: bytes = b""
+    graph: Graph,
+    config: MapConfig,
+    hw: HardwareConfig,
+    bound: float,
+    source: bytes = b"",
+    *,
+    hits: AnyMapping[str, np.ndarray] | None = None,
+    calibration_dataset: str | None = None,
 ) -> tuple[HwModule, Mapping]:
     """The map recipe: compile ``graph`` and record in META what ``run --check`` needs to redo it.
 
     ``bound`` is the largest |normalized input| (``input_bound`` of the dataset); ``source`` the
-    ONNX bytes the graph was read from (their hash is stored).
+    ONNX bytes the graph was read from (their hash is stored). ``hits``: placement costs measured
+    on the first ``config.calibration`` training images of ``calibration_dataset``
+    (``runtime.calibrate.map_calibrated`` measures them).
     """
-    module = compile_graph(graph, config, hw, bound)
-    return module, to_mapping(module, map_metadata(config, hw, bound, source))
+    module = compile_graph(graph, config, hw, bound, hits=hits)
+    meta = map_metadata(config, hw, bound, source, calibration_dataset if hits else None)
+    return module, to_mapping(module, meta)
 
 
 def compile_graph(

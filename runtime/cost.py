@@ -7,7 +7,9 @@ Events, per PE-mapped weight layer (``CONV``, ``FC``; the analog ``ENCODE`` runs
 - steps: the PEs of a group synchronize at every timestep of every sample (tick-batched); a step
   lasts as long as its busiest PE; idle = what the other active PEs wait. PEs that hold no filter
   (the tail of a partial group) are clock-gated: neither work nor idle.
-- latency: the sum over steps of the busiest PE (groups run one after the other on the array).
+- latency: the sum over steps of the busiest PE (groups run one after the other on the array);
+  floor: the sum over steps of ceil(the step's work / n), what no placement of the same work on
+  the n PEs can beat (both rules in ``uticompile.placement``, which placement optimizes).
 - utilization: the paper's Eq. 2 per group with T_max = the group's latency and T_avg = the mean
   busy time of its active PEs; n = 1 gives 1, a group without work is skipped (NaN).
 - LIF updates: one per neuron and timestep; scratchpad reads: one per matched operation.
@@ -32,9 +34,10 @@ import numpy as np
 from scipy import sparse
 
 from uticompile.hardware import HardwareConfig
-from uticompile.mapfile import KIND_NAMES, Mapping
+from uticompile.mapfile import KIND_NAMES, PLACEMENT_NAMES, Mapping
 from uticompile.mapstats import pe_active, pe_workloads
 from uticompile.metrics import eq2, eq2_latency
+from uticompile.placement import group_latency, step_floor
 from uticompile.runtime.engine import Execution
 
 
@@ -59,6 +62,10 @@ class LayerCost:
     scratchpad_reads: int
     group_utilization: list[float | None] = field(default_factory=list)
     pe_work: list[list[int]] = field(default_factory=list)  # [group][pe] work cycles
+    floor: int = 0  # sum over steps of ceil(work / num_pes): no placement beats it
+    latency_over_floor: float | None = None
+    nonzero: int = 0  # nonzero weights of the layer
+    placement: str = "contiguous"
 
 
 @dataclass
@@ -69,6 +76,8 @@ class CostReport:
     work: int = 0
     idle: int = 0
     latency: int = 0
+    floor: int = 0
+    latency_over_floor: float | None = None
     utilization_weighted: float | None = None
     utilization_unweighted: float | None = None
     static_utilization_weighted: float | None = None
@@ -80,6 +89,13 @@ class CostReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def position_hits(x: np.ndarray, rec: np.void) -> np.ndarray:
+    """[T, N, positions]: cycles one nonzero weight at each position costs per step (CONV, FC)."""
+    if KIND_NAMES[int(rec["kind"])] == "CONV":
+        return _window_sums(x, rec)
+    return x.reshape(x.shape[0], x.shape[1], -1)
 
 
 def _window_sums(spikes: np.ndarray, rec: np.void) -> np.ndarray:
@@ -121,6 +137,7 @@ class _LayerEvents:
     busy: np.ndarray  # [G, n] work cycles per PE
     latency: np.ndarray  # [G] sum over steps of the busiest PE
     idle: int = 0
+    floor: int = 0
     zeros: int = 0  # zero input activations (x timesteps)
     inputs: int = 0
 
@@ -147,7 +164,7 @@ class EventCounter:
                 continue
             x = outs[int(rec["input0"])].values
             T, N = x.shape[0], x.shape[1]
-            hits = _window_sums(x, rec) if self.kinds[i] == "CONV" else x.reshape(T, N, -1)
+            hits = position_hits(x, rec)
             if i not in self.slots:
                 self.slots[i] = _slot_matrix(self.m, i, execution.weights[i][1])
             groups = int(rec["groups"])
@@ -155,12 +172,14 @@ class EventCounter:
             work = np.rint(work).astype(np.int64).reshape(T, N, groups, self.n)
             work *= self.hw.per_match
             active = pe_active(self.m, i)
-            step_max = np.where(active, work, 0).max(axis=3)  # [T, N, G]: one step per timestep
+            work = np.where(active, work, 0)
+            step_max = work.max(axis=3)  # [T, N, G]: one step per timestep
             ev = self.events.setdefault(
                 i, _LayerEvents(np.zeros((groups, self.n), np.int64), np.zeros(groups, np.int64))
             )
-            ev.busy += np.where(active, work, 0).sum(axis=(0, 1))
-            ev.latency += step_max.sum(axis=(0, 1))
+            ev.busy += work.sum(axis=(0, 1))
+            ev.latency += group_latency(work)
+            ev.floor += step_floor(work, self.n)
             ev.idle += int(np.where(active, step_max[..., None] - work, 0).sum())
             ev.zeros += int(np.count_nonzero(x == 0))
             ev.inputs += int(x.size)
@@ -190,12 +209,20 @@ class EventCounter:
                     scratchpad_reads=work // self.hw.per_match,
                     group_utilization=[None if np.isnan(v) else float(v) for v in mu],
                     pe_work=ev.busy.tolist(),
+                    floor=ev.floor,
+                    latency_over_floor=_ratio(int(ev.latency.sum()), ev.floor),
+                    nonzero=int(pe_workloads(self.m, i).sum()),
+                    placement=PLACEMENT_NAMES[int(rec["placement"])],
                 )
             )
         report = CostReport(samples=self.samples, layers=layers, lif_updates=self.lif_updates)
         _totals(report, self.hw)
         report.saturations = self.saturations
         return report
+
+
+def _ratio(latency: int, floor: int) -> float | None:
+    return latency / floor if floor else None
 
 
 def _params(rec: np.void) -> int:
@@ -230,6 +257,8 @@ def _totals(r: CostReport, hw: HardwareConfig) -> None:
     r.work = sum(c.work for c in r.layers)
     r.idle = sum(c.idle for c in r.layers)
     r.latency = sum(c.latency for c in r.layers)
+    r.floor = sum(c.floor for c in r.layers)
+    r.latency_over_floor = _ratio(r.latency, r.floor)
     r.utilization_weighted, r.utilization_unweighted = _weighted(r.layers, "utilization")
     r.static_utilization_weighted, r.static_utilization_unweighted = _weighted(
         r.layers, "static_utilization"

@@ -23,7 +23,8 @@ from uticompile.ir import Graph
 from uticompile.mapfile import KIND_NAMES, Mapping, encode_mapping
 from uticompile.models.batches import iterate_batches
 from uticompile.onnx_export import serialize
-from uticompile.passes.pipeline import MapConfig, compile_graph, map_metadata, to_mapping
+from uticompile.passes.pipeline import MapConfig, calibrated
+from uticompile.runtime.calibrate import map_calibrated
 from uticompile.runtime.cost import CostReport, EventCounter
 from uticompile.runtime.engine import Engine, Execution, quantize_input
 from uticompile.runtime.reference import INPUT, reference_model
@@ -34,18 +35,33 @@ class CheckError(UticompileError):
 
 
 def recompile(
-    m: Mapping, mapped_bytes: bytes, graph: Graph, source: bytes, hw: HardwareConfig
+    m: Mapping,
+    mapped_bytes: bytes,
+    graph: Graph,
+    source: bytes,
+    hw: HardwareConfig,
+    data: Dataset | None = None,
 ) -> HwModule:
-    """Redo the mapping of ``graph`` with the stored options; it must give ``mapped_bytes``."""
+    """Redo the mapping of ``graph`` with the stored options; it must give ``mapped_bytes``.
+
+    A calibrated placement is measured again on ``data``, which must be the dataset it was
+    measured on. Mappings written before placement existed are contiguous.
+    """
     meta = m.meta
     try:
-        config = MapConfig(**meta["map_config"])
+        config = MapConfig(**{"placement": "contiguous", "calibration": 0, **meta["map_config"]})
         hw = HardwareConfig(**{**hw.__dict__, **meta["hardware"]})
         bound = float(meta["input_bound"])
     except (KeyError, TypeError, ValueError):
         raise CheckError("the mapping's META lacks the options needed for --check") from None
-    module = compile_graph(graph, config, hw, bound)
-    again = encode_mapping(to_mapping(module, map_metadata(config, hw, bound, source)))
+    if calibrated(config):
+        want = meta.get("calibration", {}).get("dataset")
+        if data is None or data.name != want:
+            raise CheckError(
+                f"the placement was calibrated on {want!r}: run --check with --dataset {want}"
+            )
+    module, again_m = map_calibrated(graph, config, hw, bound, source, data)
+    again = encode_mapping(again_m)
     if again != mapped_bytes:
         raise CheckError("the source ONNX does not map to this file (another model or options)")
     return module

@@ -32,13 +32,29 @@ def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
     "--bits", type=click.IntRange(*WEIGHT_BITS), default=16, show_default=True, help="Weight bits."
 )
 @hw_option
-@click.option("--dataset", default="digits", show_default=True, help="Sets the input's range.")
+@click.option(
+    "--placement",
+    type=click.Choice(["auto", "sorted", "contiguous"]),
+    default="auto",
+    show_default=True,
+    help="Which PE holds which filter: contiguous = the paper's grouping; sorted = whole filters "
+    "by descending cost; auto = per layer the cheapest of contiguous, sorted and channel splits "
+    "on calibration spikes (never slower than contiguous on them). Weights never change.",
+)
+@click.option(
+    "--calibration",
+    type=click.IntRange(min=0),
+    default=64,
+    show_default=True,
+    help="Training images whose spikes weigh placement costs; 0 = count nonzero weights.",
+)
+@click.option("--dataset", default="digits", show_default=True, help="Input range; calibration.")
 @data_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @json_option
 def map_cmd(
-    model: Path, pes: int, grouping: str, bits: int, hw_path: Path | None, dataset: str,
-    data_dir: Path | None, output: Path, as_json: bool,
+    model: Path, pes: int, grouping: str, bits: int, hw_path: Path | None, placement: str,
+    calibration: int, dataset: str, data_dir: Path | None, output: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
     from uticompile.datasets import load_dataset
@@ -46,15 +62,19 @@ def map_cmd(
     from uticompile.mapfile import write_mapping
     from uticompile.mapstats import layer_summary, size_totals
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.passes.pipeline import MapConfig, input_bound, map_graph
+    from uticompile.passes.pipeline import MapConfig, input_bound
+    from uticompile.runtime.calibrate import map_calibrated
 
-    config = MapConfig(pes=pes, grouping=grouping, bits=bits)
+    config = MapConfig(
+        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
+    )
     hw = load_hardware(hw_path).with_pes(pes)
     source = model.read_bytes() if model.is_file() else b""
     graph = from_onnx(load_onnx(model))
     c, h, _ = graph.input_shape
     data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
-    module, mapping = map_graph(graph, config, hw, input_bound(data.mean, data.std), source)
+    bound = input_bound(data.mean, data.std)
+    module, mapping = map_calibrated(graph, config, hw, bound, source, data)
     write_mapping(mapping, output)
     rows = layer_summary(mapping)
     totals = size_totals(rows)
@@ -62,7 +82,7 @@ def map_cmd(
     payload = {"output": str(output), "layers": rows, "sizes": totals, "quantization": report}
     lines = [
         f"wrote {output}: {len(mapping.layers)} layers, {len(mapping.tiles)} tiles, "
-        f"{pes} PEs ({grouping}), {bits}-bit weights"
+        f"{pes} PEs ({grouping}, placement {placement}), {bits}-bit weights"
     ]
     lines += [f"{'layer':<10}{'q.err':>10}{'psum bound':>12}{'overflow?':>10}"]
     for name, r in report.items():
@@ -183,7 +203,8 @@ def run(
         data = _dataset_for(m, dataset, data_dir)
         if source is not None:
             src_bytes = source.read_bytes() if source.is_file() else b""
-            module = recompile(m, mapped_bytes, from_onnx(load_onnx(source)), src_bytes, hw)
+            graph = from_onnx(load_onnx(source))
+            module = recompile(m, mapped_bytes, graph, src_bytes, hw, data)
             checker = Checker(module)
         batches = quantized_test_batches(m, data, samples, batch_size)
         total = sum(len(b[0]) for b in batches)
