@@ -47,8 +47,9 @@ def mapped(tmp_path_factory: pytest.TempPathFactory, small_graphs: dict[str, Gra
         key = "uticket" if balanced else "none"
         model = _prepare(small_graphs["vgg_small"], tmp / f"{key}.onnx", balanced)
         utm = tmp / f"{key}.utm"
-        result = runner.invoke(cli, ["map", str(model), "--pes", "16", "-o", str(utm), "--json"],
-                               catch_exceptions=False)  # fmt: skip
+        # the paper's placement: these tests check the grouping pruning balanced against
+        result = runner.invoke(cli, ["map", str(model), "--pes", "16", "--placement", "contiguous",
+                                     "-o", str(utm), "--json"], catch_exceptions=False)  # fmt: skip
         assert result.exit_code == 0, result.output
         out[key] = (model, utm, json.loads(result.stdout))
     return out
@@ -57,7 +58,8 @@ def mapped(tmp_path_factory: pytest.TempPathFactory, small_graphs: dict[str, Gra
 def test_map_is_deterministic(mapped: dict) -> None:
     model, utm, _ = mapped["uticket"]
     again = mapped["dir"] / "again.utm"
-    assert CliRunner().invoke(cli, ["map", str(model), "-o", str(again)]).exit_code == 0
+    args = ["map", str(model), "--placement", "contiguous", "-o", str(again)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
     assert again.read_bytes() == utm.read_bytes()
 
 

@@ -84,13 +84,30 @@ def _sparse_ints(rng: np.random.Generator, shape: tuple[int, int], bound: int) -
     return w.astype(np.int16)
 
 
+#: version 1.1 placements of the sata network's layers (section 2.3): (group, pe, filter,
+#: first channel, channels) per PE slot, and the code; conv2 splits filters, fc7 sorts them
+PLACED = {
+    2: (2, [(0, 0, 2, 0, 2), (0, 1, 2, 2, 2), (0, 2, 0, 0, 4), (0, 3, 3, 0, 4),
+            (1, 0, 1, 0, 1), (1, 1, 1, 1, 1), (1, 2, 1, 2, 1), (1, 3, 1, 3, 1)]),
+    7: (1, [(r // 4, r % 4, 9 - r, 0, 64) for r in range(10)]),
+}  # fmt: skip
+
+
 def _place(
-    li: int, w: np.ndarray, kk: int, n: int, sata: bool, blobs: list[bytes]
+    li: int,
+    w: np.ndarray,
+    kk: int,
+    n: int,
+    sata: bool,
+    blobs: list[bytes],
+    placed: list[tuple[int, ...]] | None = None,
 ) -> list[tuple[int, ...]]:
     """Tile records of one weight layer, following section 2.3 word by word."""
     c_out, flen = w.shape
     c_in = flen // kk
-    if sata:
+    if placed is not None:
+        slots = [(g, p, f, lo * kk, (lo + k) * kk) for g, p, f, lo, k in placed]
+    elif sata:
         slots = [(f // n, f % n, f, 0, flen) for f in range(c_out)]
     else:
         chunk = -(-c_in // n)
@@ -123,8 +140,13 @@ def _place(
     return rows
 
 
-def build(grouping: int = GROUPING_SATA, seed: int = 0) -> tuple[Mapping, dict[int, np.ndarray]]:
-    """A small mapped network and its dense weights per weight layer ([C_out, positions])."""
+def build(
+    grouping: int = GROUPING_SATA, seed: int = 0, placed: bool = False
+) -> tuple[Mapping, dict[int, np.ndarray]]:
+    """A small mapped network and its dense weights per weight layer ([C_out, positions]).
+
+    ``placed``: the sata network with the 1.1 placements of ``PLACED``.
+    """
     rng = np.random.default_rng(seed)
     sata = grouping == GROUPING_SATA
     n = 4 if sata else 3
@@ -182,10 +204,13 @@ def build(grouping: int = GROUPING_SATA, seed: int = 0) -> tuple[Mapping, dict[i
                 w[-1] = 0  # an all-pruned filter: tiles with nnz 0
                 w[0, :] = rng.integers(1, bound, flen)  # a dense one
             dense[i] = w
-            rows = _place(i, w, kk, n, sata, blobs)
+            code, slots = PLACED.get(i, (0, None)) if placed else (0, None)
+            rows = _place(i, w, kk, n, sata, blobs, slots)
             rec["tile_first"], rec["tile_count"] = len(tile_rows), len(rows)
             tile_rows += rows
             rec["groups"] = -(-c_out // n) if sata else c_out
+            if slots is not None:
+                rec["placement"], rec["groups"] = code, max(sl[0] for sl in slots) + 1
             rec["spatial_tiles"] = -(-(spec["out_shape"][1] * spec["out_shape"][2]) // 256)
             rec["flags"] = 1
             rec["bias_index"] = sum(len(b) for b in biases)
@@ -224,6 +249,12 @@ def sata() -> tuple[Mapping, dict[int, np.ndarray], bytes]:
 @pytest.fixture(scope="module")
 def systolic() -> tuple[Mapping, dict[int, np.ndarray], bytes]:
     m, dense = build(GROUPING_SYSTOLIC, seed=1)
+    return m, dense, encode_mapping(m)
+
+
+@pytest.fixture(scope="module")
+def placed() -> tuple[Mapping, dict[int, np.ndarray], bytes]:
+    m, dense = build(GROUPING_SATA, seed=2, placed=True)
     return m, dense, encode_mapping(m)
 
 
@@ -267,7 +298,7 @@ def test_constants() -> None:
     assert bytes.fromhex("55544d4150000d0a") == MAGIC_UTM
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
 def test_round_trip(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     m, _, data = request.getfixturevalue(which)
     assert len(data) < 8192
@@ -378,7 +409,7 @@ def test_encode_refuses_bad_input(sata: tuple) -> None:
 # the independent reader agrees with the Mapping and with the dense weights
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
 def test_independent_reader_reads_every_field_and_weight(
     which: str, request: pytest.FixtureRequest
 ) -> None:
@@ -968,6 +999,61 @@ def test_semantic_errors_systolic(
         assert str(info.value).startswith(f"m.utm: {message}"), str(info.value)
 
 
+PLACED_CASES: list[tuple[str, Mutation, str | None]] = [
+    ("code", lambda m: _set(m.layers, 2, "placement", 3), "LAYR[2]: placement 3 is not 0, 1 or 2"),
+    ("no-weights", lambda m: _set(m.layers, 1, "placement", 1), "LAYR[1]: LIF has no weights"),
+    (
+        "groups",
+        lambda m: _set(m.layers, 2, "groups", 5),
+        "LAYR[2]: groups 5 is not in 1..4 (one filter or more per group)",
+    ),
+    (
+        "twice",
+        lambda m: _set(m.tiles, _first_tile(m, 2), "filter", 1),
+        "TILE[5]: filter 2 of layer 2: starts at position 18, so positions 0..17 are on no PE",
+    ),
+    ("uncovered", lambda m: _set(m.tiles, _first_tile(m, 2) + 1, "filter", 0), "filter 0 of"),
+    (
+        "sorted-part",
+        lambda m: _set(m.layers, 2, "placement", 1),
+        "a sorted (1) layer's PE holds a whole filter, not a part of it",
+    ),
+    (
+        "idle-group",
+        lambda m: _set(m.layers, 7, "groups", 4),
+        "LAYR[7]: only 3 of its 4 groups hold a filter",
+    ),
+    ("contiguous-again", lambda m: _set(m.layers, 7, "placement", 0), "TILE["),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "mutate", "message"), PLACED_CASES, ids=[c[0] for c in PLACED_CASES]
+)
+def test_semantic_errors_placed(
+    placed: tuple, label: str, mutate: Mutation, message: str | None
+) -> None:
+    _, _, data = placed
+    m = decode_mapping(data)
+    mutate(m)
+    with pytest.raises(MappingFormatError) as info:
+        decode_mapping(_rebuild(data, _records(m)), what="m.utm")
+    assert message is not None
+    assert message in str(info.value), str(info.value)
+
+
+def test_a_1_0_file_has_no_placement(placed: tuple) -> None:
+    """1.0 readers' files stay valid; a 1.0 file with the (then reserved) byte set is not."""
+    _, _, data = placed
+    m = decode_mapping(data)
+    parts = [(tag.encode(), body) for tag, body in _records(m).items()]
+    c = read_container(data, MAGIC_UTM, (), what="x")
+    rest = [(t, bytes(v)) for t, v in c.sections.items() if t not in dict(parts)]
+    old = write_container(MAGIC_UTM, [*parts, *rest], version=(1, 0))
+    with pytest.raises(MappingFormatError, match=r"LAYR\[2\]: reserved bytes are not zero"):
+        decode_mapping(old)
+
+
 @pytest.mark.parametrize(
     ("sections", "drop", "message"),
     [
@@ -1050,7 +1136,7 @@ def _consistent(got: Mapping, case: str) -> None:
     assert again.equals(got), case
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
 def test_fuzz_every_byte_flipped(which: str, request: pytest.FixtureRequest) -> None:
     m, _, data = request.getfixturevalue(which)
     rng = np.random.default_rng(7)
@@ -1072,7 +1158,7 @@ def test_fuzz_every_byte_flipped(which: str, request: pytest.FixtureRequest) -> 
     assert accepted == int((~covered).sum())  # exactly the zero gaps between sections
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
 def test_fuzz_truncated_and_extended(which: str, request: pytest.FixtureRequest) -> None:
     _, _, data = request.getfixturevalue(which)
     assert len(data) > 1000
@@ -1082,7 +1168,7 @@ def test_fuzz_truncated_and_extended(which: str, request: pytest.FixtureRequest)
         assert _outcome(data + extra, "extended") is None
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
 def test_fuzz_multi_byte_damage(which: str, request: pytest.FixtureRequest) -> None:
     m, _, data = request.getfixturevalue(which)
     rng = np.random.default_rng(11)
@@ -1104,7 +1190,7 @@ _INTERESTING = [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 63, 64, 255, 256, 65535, 6
                 2**31 - 1, 2**31, 2**32 - 1]  # fmt: skip
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
 def test_fuzz_with_valid_crcs(which: str, request: pytest.FixtureRequest) -> None:
     """Damage the records and re-seal the CRCs: the semantic checks alone must catch it."""
     _, _, data = request.getfixturevalue(which)

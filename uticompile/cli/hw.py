@@ -220,22 +220,29 @@ def run(
 
 def _run_text(r: Any, accuracy: float | None, check: Any) -> str:
     head = f"{r.samples} samples" + (f", accuracy {accuracy:.4f}" if accuracy is not None else "")
-    lines = [head,
-             f"{'layer':<10}{'work':>14}{'idle':>14}{'latency':>12}{'util':>7}{'static':>8}"
-             f"{'in sparsity':>12}"]  # fmt: skip
+    lines = [
+        head,
+        f"{'layer':<10}{'nonzero':>9}{'work':>14}{'idle':>14}{'latency':>12}{'floor':>12}"
+        f"{'lat/floor':>10}{'util':>7}{'static':>8}{'in sparsity':>12}  placement",
+    ]
 
     def u(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     for c in r.layers:
         lines.append(
-            f"{c.name:<10}{c.work:>14}{c.idle:>14}{c.latency:>12}{u(c.utilization):>7}"
-            f"{u(c.static_utilization):>8}{c.input_spike_sparsity:>12.3f}"
+            f"{c.name:<10}{c.nonzero:>9}{c.work:>14}{c.idle:>14}{c.latency:>12}{c.floor:>12}"
+            f"{u(c.latency_over_floor):>10}{u(c.utilization):>7}"
+            f"{u(c.static_utilization):>8}{c.input_spike_sparsity:>12.3f}  {c.placement}"
         )
     lines.append(
-        f"{'total':<10}{r.work:>14}{r.idle:>14}{r.latency:>12}"
+        f"{'total':<10}{sum(c.nonzero for c in r.layers):>9}{r.work:>14}{r.idle:>14}"
+        f"{r.latency:>12}{r.floor:>12}{u(r.latency_over_floor):>10}"
         f"{u(r.utilization_weighted):>7}{u(r.static_utilization_weighted):>8}"
         f"{r.input_spike_sparsity:>12.3f}"
+    )
+    lines.append(
+        "floor: sum over steps of ceil(the step's work / PEs); no placement of this work beats it"
     )
     lines.append(
         f"utilization (Eq. 2): weighted {u(r.utilization_weighted)}, unweighted "
