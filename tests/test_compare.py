@@ -48,7 +48,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 def test_results_json_has_tables_and_energy_reduction(compared: dict[str, Any]) -> None:
     res = json.loads((compared["out"] / "results.json").read_text())
-    assert set(res["variants"]) == {"none", "uticket"}
+    assert set(res["variants"]) == {"none", "uticket", "none+auto", "uticket+auto"}
     for d in res["variants"].values():
         assert {"accuracy", "weight_sparsity", "spike_sparsity"} <= set(d["table1"])
         assert {"work", "idle", "latency", "utilization", "static_utilization"} <= set(d["table2"])
@@ -61,13 +61,27 @@ def test_results_json_has_tables_and_energy_reduction(compared: dict[str, Any]) 
     assert res["variants"]["none"]["energy_reduction"] == 0.0
     assert res["variants"]["uticket"]["table2"]["static_utilization"] == 1.0
     assert res["primary_pes"] == 4
+    # the placement-only variant: the baseline's weights, another map; never slower
+    lth, placed = res["variants"]["none"], res["variants"]["none+auto"]
+    assert (placed["balance"], placed["placement"]) == ("none", "auto")
+    assert placed["nonzero"] == lth["nonzero"]
+    assert placed["counts_differ"] is False
+    assert placed["table2"]["work"] == lth["table2"]["work"]
+    assert placed["table2"]["latency"] <= lth["table2"]["latency"]
+    for d in res["variants"].values():
+        t = d["table2"]
+        assert t["floor"] <= t["latency"]
+        assert t["latency_over_floor"] == pytest.approx(t["latency"] / t["floor"])
+        assert d["counts_differ"] == (d["nonzero"] != lth["nonzero"])
+        assert sum(c["floor"] for c in d["layers"]) == t["floor"]
     assert [s["round"] for s in res["sparsity_sweep"]] == [0, 1, 2]
 
 
 def test_markdown_names_every_table(compared: dict[str, Any]) -> None:
     md = (compared["out"] / "results.md").read_text()
     titles = ("Table I analog", "Table II analog", "Fig. 7a analog", "Table III analog",
-              "Fig. 7b analog", "Fig. 6 analog", "balanced the workloads for 4 PEs")  # fmt: skip
+              "Fig. 7b analog", "Fig. 6 analog", "balanced the workloads for 4 PEs",
+              "Fair comparison: nonzero weights per layer", "latency / floor")  # fmt: skip
     for title in titles:
         assert title in md
     assert PLOTS_SKIPPED not in md
@@ -109,6 +123,8 @@ def test_second_invocation_reuses_everything(compared: dict[str, Any]) -> None:
         ({"pes": ()}, "--pes"),
         ({"samples": 0}, "--samples"),
         ({"rounds": -1}, "--rounds"),
+        ({"placement": ("auto",)}, "must list 'contiguous'"),
+        ({"placement": ("contiguous", "best")}, "unknown --placement"),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:

@@ -34,16 +34,18 @@ def _text(summary: dict[str, Any], note: str) -> str:
 
     lines = [
         f"Table II analog ({summary['primary_pes']} PEs)",
-        f"{'variant':<10}{'work':>14}{'idle':>14}{'latency':>12}{'util':>7}{'static':>8}"
-        f"{'energy uJ':>11}{'reduction':>10}",
+        f"{'variant':<16}{'work':>14}{'idle':>14}{'latency':>12}{'floor':>12}{'lat/floor':>10}"
+        f"{'util':>7}{'static':>8}{'energy uJ':>11}{'reduction':>10}",
     ]
     for v, d in summary["variants"].items():
         t = d["table2"]
         red = d["energy_reduction"]
         lines.append(
-            f"{v:<10}{t['work']:>14}{t['idle']:>14}{t['latency']:>12}{u(t['utilization']):>7}"
+            f"{v:<16}{t['work']:>14}{t['idle']:>14}{t['latency']:>12}{t['floor']:>12}"
+            f"{u(t['latency_over_floor']):>10}{u(t['utilization']):>7}"
             f"{u(t['static_utilization']):>8}{d['energy_pj'] / 1e6:>11.4f}"
             f"{'-' if red is None else f'{100 * red:.1f}%':>10}"
+            + ("  (nonzero counts differ from the baseline's)" if d["counts_differ"] else "")
         )
     lines.append(
         "energy reduction vs " + summary["baseline"] + ": "
@@ -73,6 +75,9 @@ def _text(summary: dict[str, Any], note: str) -> str:
     "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
 )
 @click.option("--bits", type=int, default=16, show_default=True, help="Weight bits when mapping.")
+@click.option("--placement", default="contiguous,auto", show_default=True,
+              help="Placements every variant is mapped with (contiguous = the paper's; others "
+              "add rows such as none+auto: the same weights, another map).")  # fmt: skip
 @click.option("--samples", type=int, default=100, show_default=True, help="Test samples run.")
 @click.option("--train-limit", type=int, default=None, help="Use only the first N train images.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -87,7 +92,7 @@ def _text(summary: dict[str, Any], note: str) -> str:
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def compare(
-    model: Path, dataset: str, data_dir: Path | None, pes: str, balance: str,
+    model: Path, dataset: str, data_dir: Path | None, pes: str, balance: str, placement: str,
     hw_path: Path | None, output: Path, as_json: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Prune MODEL with every balance variant, map and run each, write the paper's tables."""
@@ -99,6 +104,7 @@ def compare(
         data_dir=None if data_dir is None else str(data_dir),
         pes=_ints(pes, "pes"),
         balance=tuple(_csv(balance, "balance")),
+        placement=tuple(_csv(placement, "placement")),
         hw_path=None if hw_path is None else str(hw_path),
         **options,
     )

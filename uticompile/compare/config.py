@@ -9,9 +9,16 @@ from uticompile.errors import ConfigError
 from uticompile.limits import MAX_PES
 from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
 from uticompile.passes.pipeline import MapConfig
+from uticompile.placement import PLACEMENTS
 
 BASELINE = "none"  # the lottery-ticket baseline every variant is compared with
 SWEEP_VARIANT = "uticket"  # Fig. 7b: this variant against the baseline, round by round
+PAPER_PLACEMENT = "contiguous"  # the paper's mapping: every balance variant's main row
+
+
+def row_key(balance: str, placement: str) -> str:
+    """A row of the tables: the balance variant, suffixed by any placement but the paper's."""
+    return balance if placement == PAPER_PLACEMENT else f"{balance}+{placement}"
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,7 @@ class CompareConfig:
     epochs: int = 5
     grouping: str = "sata"
     bits: int = 16
+    placement: tuple[str, ...] = (PAPER_PLACEMENT, "auto")
     samples: int = 100
     batch_size: int = 64
     run_batch_size: int = 50
@@ -39,6 +47,18 @@ class CompareConfig:
         """Reject impossible options before any work (one-line ConfigError)."""
         object.__setattr__(self, "balance", tuple(self.balance))
         object.__setattr__(self, "pes", tuple(int(p) for p in self.pes))
+        object.__setattr__(self, "placement", tuple(self.placement))
+        bad_placement = [p for p in self.placement if p not in PLACEMENTS]
+        if bad_placement:
+            raise ConfigError(
+                f"unknown --placement {', '.join(bad_placement)}; choose from "
+                f"{', '.join(PLACEMENTS)}"
+            )
+        if PAPER_PLACEMENT not in self.placement or len(set(self.placement)) != len(self.placement):
+            raise ConfigError(
+                "--placement must list 'contiguous' (the paper's mapping, the baseline) once, "
+                "and every other placement at most once"
+            )
         if not self.balance:
             raise ConfigError("--balance needs at least the baseline 'none'")
         unknown = [b for b in self.balance if b not in BALANCE_CHOICES]
@@ -87,12 +107,18 @@ class CompareConfig:
             device=self.device,
         )
 
-    def map_config(self, pes: int) -> MapConfig:
-        return MapConfig(pes=pes, grouping=self.grouping, bits=self.bits)
+    def map_config(self, pes: int, placement: str = PAPER_PLACEMENT) -> MapConfig:
+        return MapConfig(pes=pes, grouping=self.grouping, bits=self.bits, placement=placement)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(row key, balance, placement) of every table row: each variant under each placement."""
+        placements = [PAPER_PLACEMENT] + [p for p in self.placement if p != PAPER_PLACEMENT]
+        return [(row_key(b, p), b, p) for b in self.balance for p in placements]
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["balance"], d["pes"] = list(self.balance), list(self.pes)
+        d["placement"] = list(self.placement)
         return d
 
 

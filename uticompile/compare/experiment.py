@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import uticompile
-from uticompile.compare.config import BASELINE, SWEEP_VARIANT, CompareConfig, sweep_applies
+from uticompile.compare.config import (
+    BASELINE,
+    PAPER_PLACEMENT,
+    SWEEP_VARIANT,
+    CompareConfig,
+    sweep_applies,
+)
 from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import MappingFormatError, UticompileError
 from uticompile.fileio import atomic_write_bytes, atomic_write_text
@@ -29,7 +35,8 @@ from uticompile.passes.lottery import (
     run_identity,
     run_lottery,
 )
-from uticompile.passes.pipeline import input_bound, map_graph
+from uticompile.passes.pipeline import calibrated, input_bound
+from uticompile.runtime.calibrate import map_calibrated
 from uticompile.runtime.simulate import quantized_test_batches, simulate
 
 _ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
@@ -78,6 +85,7 @@ class CompareResult:
                     "table2": d["table2"],
                     "energy_pj": d["energy_pj"]["total"],
                     "energy_reduction": d["energy_reduction"],
+                    "counts_differ": d["counts_differ"],
                 }
                 for v, d in r["variants"].items()
             },
@@ -114,10 +122,11 @@ def _share_round0(donor: Path, run_dir: Path, identity: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class _Job:
-    variant: str
+    variant: str  # the row key (``row_key``)
     round: int
     pes: int
     source: Path
+    placement: str = PAPER_PLACEMENT
 
 
 class _Runner:
@@ -140,7 +149,7 @@ class _Runner:
     ) -> dict[str, Any]:
         cfg = self.config
         src = job.source.read_bytes()
-        mc = cfg.map_config(job.pes)
+        mc = cfg.map_config(job.pes, job.placement)
         hw = self.hw.with_pes(job.pes)
         map_key = digest(
             {
@@ -148,6 +157,7 @@ class _Runner:
                 "map": asdict(mc),
                 "hardware": asdict(hw),
                 "input_bound": self.bound,
+                "calibration_data": self.data_id if calibrated(mc) else None,
                 "version": uticompile.__version__,
             }
         )
@@ -182,7 +192,8 @@ class _Runner:
                 mapping = None
         event("map", mapping is not None)
         if mapping is None:
-            _, mapping = map_graph(read_graph(job.source), mc, hw, self.bound, src)
+            graph = read_graph(job.source)
+            _, mapping = map_calibrated(graph, mc, hw, self.bound, src, self.data)
             atomic_write_bytes(map_path, encode_mapping(mapping))
         sim = simulate(
             mapping, quantized_test_batches(mapping, self.data, cfg.samples, cfg.run_batch_size), hw
@@ -203,7 +214,9 @@ def _jobs(config: CompareConfig, runs: dict[str, Path]) -> list[_Job]:
     def model(v: str, r: int) -> Path:
         return runs[v] / f"round_{r:02d}" / "trained.onnx"
 
-    jobs = [_Job(v, final, n, model(v, final)) for v in config.balance for n in config.pes]
+    jobs = [
+        _Job(key, final, n, model(b, final), p) for key, b, p in config.rows() for n in config.pes
+    ]
     if sweep_applies(config):
         for v in (BASELINE, SWEEP_VARIANT):
             jobs += [_Job(v, r, config.primary_pes, model(v, r)) for r in range(final + 1)]

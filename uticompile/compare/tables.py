@@ -23,6 +23,10 @@ _LAYER_KEYS = (
     "utilization",
     "static_utilization",
     "input_spike_sparsity",
+    "nonzero",
+    "floor",
+    "latency_over_floor",
+    "placement",
 )
 
 
@@ -37,6 +41,8 @@ def _table2(rep: dict[str, Any], pes: int) -> dict[str, Any]:
         "work": rep["work"],
         "idle": rep["idle"],
         "latency": rep["latency"],
+        "floor": rep["floor"],
+        "latency_over_floor": rep["latency_over_floor"],
         "utilization": rep["utilization_weighted"],
         "utilization_unweighted": rep["utilization_unweighted"],
         "static_utilization": rep["static_utilization_weighted"],
@@ -56,9 +62,11 @@ def build_results(
     R, P = config.rounds, config.primary_pes
     base_energy = reports[(BASELINE, R, P)]["energy_pj"]["total"]
     variants: dict[str, Any] = {}
-    for v in config.balance:
-        final = rounds[v][-1]
+    base_counts = [c["nonzero"] for c in reports[(BASELINE, R, P)]["layers"]]
+    for v, balance, placement in config.rows():
+        final = rounds[balance][-1]
         rep = reports[(v, R, P)]
+        counts = [c["nonzero"] for c in rep["layers"]]
         first = reports[(v, R, config.pes[0])]
         sweep = []
         for n in config.pes:
@@ -79,8 +87,12 @@ def build_results(
                 }
             )
         variants[v] = {
-            "run_dir": runs[v],
-            "rounds": [{k: x[k] for k in _ROUND_KEYS} for x in rounds[v]],
+            "balance": balance,
+            "placement": placement,
+            "run_dir": runs[balance],
+            "rounds": [{k: x[k] for k in _ROUND_KEYS} for x in rounds[balance]],
+            "nonzero": counts,
+            "counts_differ": counts != base_counts,
             "table1": {
                 "accuracy": final["accuracy"],
                 "accuracy_mapped": rep["accuracy"],
@@ -149,7 +161,8 @@ def markdown(results: dict[str, Any], plots: list[str] | None) -> str:
     lines = [
         f"# u-Ticket comparison: {results['model']['file']} on {cfg['dataset']}",
         "",
-        f"Variants: {', '.join(V)} (baseline `{results['baseline']}` = the lottery ticket); "
+        f"Variants: {', '.join(V)} (baseline `{results['baseline']}` = the lottery ticket; "
+        "`+auto`/`+sorted`: the same pruned weights mapped with that placement); "
         f"{cfg['rounds']} pruning rounds of {cfg['rate']:.0%}, {cfg['epochs']} epochs each, "
         f"seed {cfg['seed']}; hardware runs on {results['samples']} test samples. "
         + results["note"],
@@ -174,13 +187,30 @@ def markdown(results: dict[str, Any], plots: list[str] | None) -> str:
         "Paper Table II. Cycles summed over every PE and layer for all samples; latency = sum "
         "of the busiest PE per step; utilization is Eq. 2, weighted by layer parameters: "
         "'spike' from the cycles actually spent on spikes, 'static' from nonzero weights only "
-        "(the paper's and the public code's measure).",
+        "(the paper's and the public code's measure). Floor = sum over steps of ceil(the step's "
+        "work / PEs), what no placement of the same work beats; latency / floor = 1 is perfect.",
         "",
     ]
     lines += _table(
-        ["variant", "work", "idle", "latency", "utilization (spike)", "utilization (static)"],
-        [[v, str(t["work"]), str(t["idle"]), str(t["latency"]), _f(t["utilization"]),
-          _f(t["static_utilization"])] for v, t in ((v, d["table2"]) for v, d in V.items())],
+        ["variant", "work", "idle", "latency", "floor", "latency / floor", "utilization (spike)",
+         "utilization (static)"],
+        [[v, str(t["work"]), str(t["idle"]), str(t["latency"]), str(t["floor"]),
+          _f(t["latency_over_floor"], ".3f"), _f(t["utilization"]), _f(t["static_utilization"])]
+         for v, t in ((v, d["table2"]) for v, d in V.items())],
+    )  # fmt: skip
+    lines += [
+        "",
+        "## Fair comparison: nonzero weights per layer",
+        "",
+        "Equal sparsity is the condition of a fair comparison: a variant whose per-layer "
+        f"nonzero counts differ from the baseline `{results['baseline']}`'s is flagged.",
+        "",
+    ]
+    names = [c["name"] for c in next(iter(V.values()))["layers"]]
+    lines += _table(
+        ["variant", *names, "total", "same counts as baseline"],
+        [[v, *(str(x) for x in d["nonzero"]), str(sum(d["nonzero"])),
+          "**no: not iso-sparse**" if d["counts_differ"] else "yes"] for v, d in V.items()],
     )  # fmt: skip
     lines += [
         "",
@@ -236,10 +266,11 @@ def markdown(results: dict[str, Any], plots: list[str] | None) -> str:
         "",
     ]
     lines += _table(
-        ["layer", "variant", "work", "idle", "latency", "utilization (spike)",
-         "utilization (static)", "input spike sparsity"],
-        [[c["name"], v, str(c["work"]), str(c["idle"]), str(c["latency"]),
-          _f(c["utilization"]), _f(c["static_utilization"]), _f(c["input_spike_sparsity"])]
+        ["layer", "variant", "nonzero", "work", "idle", "latency", "floor", "latency / floor",
+         "utilization (spike)", "utilization (static)", "input spike sparsity", "placement"],
+        [[c["name"], v, str(c["nonzero"]), str(c["work"]), str(c["idle"]), str(c["latency"]),
+          str(c["floor"]), _f(c["latency_over_floor"], ".3f"), _f(c["utilization"]),
+          _f(c["static_utilization"]), _f(c["input_spike_sparsity"]), c["placement"]]
          for i in range(len(next(iter(V.values()))["layers"]))
          for v, d in V.items() for c in (d["layers"][i],)],
     )  # fmt: skip
