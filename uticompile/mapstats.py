@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from uticompile.mapfile import GROUPING_NAMES, KIND_CODES, KIND_NAMES, WEIGHT_KINDS, Mapping
+from uticompile.mapfile import (
+    GROUPING_NAMES,
+    KIND_CODES,
+    KIND_NAMES,
+    PLACEMENT_NAMES,
+    WEIGHT_KINDS,
+    Mapping,
+)
 from uticompile.metrics import eq2
 
 
@@ -95,6 +102,7 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
                 "layer": i,
                 "name": m.layer_names[i],
                 "groups": int(rec["groups"]),
+                "placement": PLACEMENT_NAMES[int(rec["placement"])],
                 "tiles": int(rec["tile_count"]),
                 "nonzero": nnz,
                 "positions": int(mask.size),

@@ -120,12 +120,12 @@ def inspect(mapped: Path, as_json: bool) -> None:
     lines = [f"{mapped}: uticompile mapping, checksums ok",
              ", ".join(f"{k} {v}" for k, v in head.items()),
              f"{'layer':<10}{'groups':>7}{'tiles':>7}{'nonzero':>9}{'min/PE':>8}{'max/PE':>8}"
-             f"{'static util':>12}"]  # fmt: skip
+             f"{'static util':>12}  placement"]  # fmt: skip
     for r in rows:
         util = "-" if r["static_utilization"] is None else f"{r['static_utilization']:.3f}"
         lines.append(
             f"{r['name']:<10}{r['groups']:>7}{r['tiles']:>7}{r['nonzero']:>9}"
-            f"{r['workload_min']:>8}{r['workload_max']:>8}{util:>12}"
+            f"{r['workload_min']:>8}{r['workload_max']:>8}{util:>12}  {r['placement']}"
         )
     lines.append(_sizes_text(totals))
     emit(as_json, payload, "\n".join(lines))
