@@ -122,7 +122,7 @@ def map_graph(
     ``bound`` is the largest |normalized input| (``input_bound`` of the dataset); ``source`` the
     ONNX bytes the graph was read from (their hash is stored). ``hits``: placement costs measured
     on the first ``config.calibration`` training images of ``calibration_dataset``
-    (``runtime.calibrate.map_calibrated`` measures them).
+    (``runtime.simulate.map_calibrated`` measures them).
     """
     module = compile_graph(graph, config, hw, bound, hits=hits)
     meta = map_metadata(config, hw, bound, source, calibration_dataset if hits else None)

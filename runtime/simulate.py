@@ -9,7 +9,7 @@ layer and identical predictions; the first mismatch is reported with layer, posi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,11 +23,20 @@ from uticompile.ir import Graph
 from uticompile.mapfile import KIND_NAMES, Mapping, encode_mapping
 from uticompile.models.batches import iterate_batches
 from uticompile.onnx_export import serialize
-from uticompile.passes.pipeline import MapConfig, calibrated
-from uticompile.runtime.calibrate import map_calibrated
+from uticompile.passes.pipeline import (
+    CALIBRATION_SPLIT,
+    MapConfig,
+    calibrated,
+    compile_graph,
+    map_graph,
+    to_mapping,
+)
+from uticompile.runtime.calibrate import calibration_hits
 from uticompile.runtime.cost import CostReport, EventCounter
 from uticompile.runtime.engine import Engine, Execution, quantize_input
 from uticompile.runtime.reference import INPUT, reference_model
+
+CALIBRATION_BATCH = 64
 
 
 class CheckError(UticompileError):
@@ -161,14 +170,15 @@ def simulate(
 
 
 def quantized_test_batches(
-    m: Mapping, data: Dataset, samples: int, batch_size: int
+    m: Mapping, data: Dataset, samples: int, batch_size: int, *, split: str = "test"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The first ``samples`` test images of ``data``, quantized to the mapping's input format."""
+    """The first ``samples`` images of ``split`` (in order, unaugmented), quantized to the
+    mapping's input format."""
     frac, bits = int(m.model["input_frac_bits"]), int(m.model["input_bits"])
     out: list[tuple[np.ndarray, np.ndarray]] = []
     left = samples
     for x, y in iterate_batches(
-        data, "test", batch_size, shuffle=False, augment=False, generator=None
+        data, split, batch_size, shuffle=False, augment=False, generator=None
     ):
         if left <= 0:
             break
@@ -184,3 +194,27 @@ def first_lif(m: Mapping) -> int:
         if KIND_NAMES[int(k)] == "LIF":
             return i
     raise UticompileError("the mapping has no LIF layer")
+
+
+def map_calibrated(
+    graph: Graph,
+    config: MapConfig,
+    hw: HardwareConfig,
+    bound: float,
+    source: bytes,
+    data: Dataset | None,
+) -> tuple[HwModule, Mapping]:
+    """``map_graph``, with placement costs measured on ``data`` when the options ask for it.
+
+    Contiguous placement, ``calibration = 0`` or no data: placement costs are static (one cycle
+    per nonzero weight). The result depends only on the inputs, so ``--check`` can redo it.
+    """
+    if not calibrated(config) or data is None:
+        return map_graph(graph, config, hw, bound, source)
+    first = compile_graph(graph, replace(config, placement="contiguous"), hw, bound)
+    m = to_mapping(first)
+    batches = quantized_test_batches(
+        m, data, config.calibration, CALIBRATION_BATCH, split=CALIBRATION_SPLIT
+    )
+    hits = calibration_hits(m, [x for x, _ in batches])
+    return map_graph(graph, config, hw, bound, source, hits=hits, calibration_dataset=data.name)

@@ -63,7 +63,7 @@ def map_cmd(
     from uticompile.mapstats import layer_summary, size_totals
     from uticompile.onnx_import import from_onnx, load_onnx
     from uticompile.passes.pipeline import MapConfig, input_bound
-    from uticompile.runtime.calibrate import map_calibrated
+    from uticompile.runtime.simulate import map_calibrated
 
     config = MapConfig(
         pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration

@@ -36,8 +36,7 @@ from uticompile.passes.lottery import (
     run_lottery,
 )
 from uticompile.passes.pipeline import calibrated, input_bound
-from uticompile.runtime.calibrate import map_calibrated
-from uticompile.runtime.simulate import quantized_test_batches, simulate
+from uticompile.runtime.simulate import map_calibrated, quantized_test_batches, simulate
 
 _ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
 
