@@ -31,7 +31,7 @@ from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 
 
 def _inputs(samples: int) -> np.ndarray:
-    from uticompile.runtime.engine import quantize_input
+    from uticompile.runtime.inputs import quantize_input
 
     return quantize_input(np.random.default_rng(0).normal(0, 1, (samples, 3, 32, 32)), 5, 8)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import uticompile
-from uticompile.errors import ConfigError
+from uticompile.errors import CheckError, ConfigError
 from uticompile.grouping import GROUPINGS
 from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
@@ -28,6 +28,7 @@ from uticompile.mapfile import (
     RESET_SUBTRACT,
     TILE_DTYPE,
     Mapping,
+    encode_mapping,
 )
 from uticompile.mapfile.wsp import WORD_BYTES, wsp_words
 from uticompile.passes.base import Pass, PassManager
@@ -184,3 +185,22 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
         bias=np.concatenate(biases) if biases else np.zeros(0, np.int32),
         meta=info,
     )
+
+
+def recompile(
+    m: Mapping, mapped_bytes: bytes, graph: Graph, source: bytes, hw: HardwareConfig
+) -> HwModule:
+    """Redo the mapping of ``graph`` with the options in ``m``'s META (``run --check``); it must
+    give ``mapped_bytes``, so that the check is about this very file."""
+    meta = m.meta
+    try:
+        config = MapConfig(**meta["map_config"])
+        hw = HardwareConfig(**{**hw.__dict__, **meta["hardware"]})
+        bound = float(meta["input_bound"])
+    except (KeyError, TypeError, ValueError):
+        raise CheckError("the mapping's META lacks the options needed for --check") from None
+    module = compile_graph(graph, config, hw, bound)
+    again = encode_mapping(to_mapping(module, map_metadata(config, hw, bound, source)))
+    if again != mapped_bytes:
+        raise CheckError("the source ONNX does not map to this file (another model or options)")
+    return module

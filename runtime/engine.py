@@ -58,12 +58,6 @@ class Execution:
         return self.logits.sum(axis=0).argmax(axis=-1)
 
 
-def quantize_input(x: np.ndarray, frac_bits: int, bits: int) -> np.ndarray:
-    """Normalized float images -> the mapping's ``bits``-bit fixed-point input (int64)."""
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    return np.clip(np.rint(np.asarray(x, np.float64) * 2.0**frac_bits), lo, hi).astype(np.int64)
-
-
 def _saturate(x: np.ndarray, acc_bits: int) -> tuple[np.ndarray, int]:
     hi = 2 ** (acc_bits - 1) - 1
     lo = -hi - 1

@@ -30,7 +30,8 @@ from uticompile.passes.lottery import (
     run_lottery,
 )
 from uticompile.passes.pipeline import input_bound, map_graph
-from uticompile.runtime.simulate import quantized_test_batches, simulate
+from uticompile.runtime.inputs import quantized_test_batches
+from uticompile.runtime.simulate import simulate
 
 _ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
 
