@@ -8,11 +8,14 @@ the inputs the model was evaluated on; a test compares the two on every pixel va
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from uticompile.datasets import Dataset
 from uticompile.mapfile import Mapping
+
+if TYPE_CHECKING:  # the caller loads the dataset (resizing some needs torch; running does not)
+    from uticompile.datasets import Dataset
 
 
 def quantize_input(x: np.ndarray, frac_bits: int, bits: int) -> np.ndarray:
