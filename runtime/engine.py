@@ -83,12 +83,23 @@ def _window_sums(padded: np.ndarray, windows: tuple[int, ...], dtype: type) -> n
     ``dtype`` accumulates; the caller makes sure that it is exact for these sums."""
     kh, kw, sh, sw, oh, ow = windows
     t, c, n = padded.shape[0], padded.shape[1], padded.shape[4]
-    out = np.empty((t, c, kh, kw, n), np.int64)
-    for i in range(kh):
-        rows = padded[:, :, i : i + sh * (oh - 1) + 1 : sh].sum(axis=2, dtype=dtype)
-        for j in range(kw):
-            out[:, :, i, j] = rows[:, :, j : j + sw * (ow - 1) + 1 : sw].sum(axis=2, dtype=dtype)
-    return out.transpose(0, 4, 1, 2, 3).reshape(t, n, c * kh * kw)
+    rows = _strided_window_sums(padded, 2, kh, sh, oh, dtype)  # [T, C, kh, Wp, N]
+    out = _strided_window_sums(rows, 3, kw, sw, ow, dtype)  # [T, C, kh, kw, N]
+    return out.astype(np.int64).transpose(0, 4, 1, 2, 3).reshape(t, n, c * kh * kw)
+
+
+def _strided_window_sums(
+    x: np.ndarray, axis: int, k: int, stride: int, count: int, dtype: type
+) -> np.ndarray:
+    """For each offset i < k, the sum over ``axis`` of x[i : i + stride*(count-1) + 1 : stride];
+    the offsets replace that axis. (Strided sums measured faster than a cumulative sum here.)"""
+    parts = [
+        x[(slice(None),) * axis + (slice(i, i + stride * (count - 1) + 1, stride),)].sum(
+            axis=axis, dtype=dtype
+        )
+        for i in range(k)
+    ]
+    return np.stack(parts, axis=axis)
 
 
 def _top(x: np.ndarray) -> int:
@@ -244,7 +255,7 @@ class Engine:
         for t in range(t_):  # a loop over timesteps and chunks of output rows
             for r0 in range(0, oh, rows):
                 r1 = min(oh, r0 + rows)
-                cols = self._buffer("cols", k * (r1 - r0) * ow * n, dtype)
+                cols: np.ndarray = self._buffer("cols", k * (r1 - r0) * ow * n, dtype)
                 cols = cols.reshape(c, kh, kw, r1 - r0, ow, n)
                 for di in range(kh):  # and over kernel offsets: copies of all channels
                     for dj in range(kw):
@@ -274,7 +285,7 @@ class Engine:
     def _fc(self, i: int, x: np.ndarray, n: int) -> tuple[np.ndarray, int, np.ndarray]:
         flat = x.reshape(self.timesteps * n, -1)
         w = self.matrices[i]
-        cols = np.ascontiguousarray(flat.T, dtype=w.float_type(_top(flat)))
+        cols: np.ndarray = np.ascontiguousarray(flat.T, dtype=w.float_type(_top(flat)))
         matched = int(np.count_nonzero(flat, axis=0) @ w.col_nnz)
         kernel = choose(w, cols.dtype.type, cols.shape[1], matched)
         out = product(w, cols, kernel).T + self.bias[i]
