@@ -3,8 +3,8 @@
 A mapped file of a few bytes may declare 65535 x 65535 feature maps (the format allows it), and a
 small trace may declare millions of samples. Before a run the engine adds up, per layer, the
 activations it keeps (every layer's output stays alive for the cost model and ``--check``) and
-the largest temporaries of that layer (padded input, im2col columns, the product and its int64
-copy), at their widest types, and refuses the run with one line naming the layer and the figure
+the largest temporaries of that layer (padded input, one chunk of im2col columns and its
+product), at their widest types, and refuses the run with one line naming the layer and the figure
 if it exceeds the limit: by default the machine's physical memory, overridable with the
 ``UTICOMPILE_MEMORY_LIMIT`` environment variable (bytes, or a number with K, M, G or T) or the
 ``memory_limit`` argument of ``Engine``.
@@ -18,6 +18,7 @@ from uticompile.errors import UticompileError
 from uticompile.mapfile import KIND_NAMES, Mapping
 
 ENV = "UTICOMPILE_MEMORY_LIMIT"
+CHUNK_BYTES = 2**21  # the engine multiplies im2col columns in chunks of about this size
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -55,26 +56,35 @@ def _size(n: float) -> str:
 
 
 def layer_bytes(m: Mapping, samples: int) -> list[tuple[int, int]]:
-    """Per layer, (bytes of its output, bytes of its temporaries) for ``samples`` samples."""
+    """Per layer, (bytes of its output, bytes of its temporaries) for ``samples`` samples.
+
+    Mirrors the engine: convolution outputs are int32, spikes bool, other values int64; a
+    convolution's temporaries are its padded input and row sums (at most float64) and one chunk
+    of im2col columns with its product.
+    """
     t = int(m.model["timesteps"])
     out = []
     for rec in m.layers:
         kind = KIND_NAMES[int(rec["kind"])]
         c_in, h, w = (int(v) for v in rec["in_shape"])
         o, oh, ow = (int(v) for v in rec["out_shape"])
-        rows = samples * (1 if kind == "ENCODE" else t)  # images, or timesteps x samples
-        values = rows * o * oh * ow
-        if kind in ("LIF", "MAXPOOL"):
-            kept, temp = t * samples * o * oh * ow, 6 * 8 * samples * o * oh * ow
-        elif kind in ("CONV", "ENCODE", "FC"):
-            kh, kw = (int(v) for v in rec["kernel"]) if kind != "FC" else (1, 1)
+        steps = 1 if kind == "ENCODE" else t  # ENCODE runs once per image
+        values = steps * samples * o * oh * ow
+        if kind in ("CONV", "ENCODE"):
+            kh, kw = (int(v) for v in rec["kernel"])
             pt, pl, pb, pr = (int(v) for v in rec["pads"])
-            padded = rows * c_in * (h + pt + pb) * (w + pl + pr)
-            columns = rows * c_in * kh * kw * oh * ow
-            kept, temp = 8 * values, 8 * (padded + columns + 2 * values)
+            padded = steps * samples * c_in * (h + pt + pb) * (w + pl + pr)
+            row_sums = steps * samples * c_in * kh * (w + pl + pr)
+            k = c_in * kh * kw
+            columns = max(CHUNK_BYTES // 4 // max(k, 1), ow * samples)  # >= one output row
+            chunk = k * columns + 2 * o * columns
+            out.append((4 * values, 8 * (padded + row_sums + chunk) + 8 * values))
+        elif kind == "FC":
+            out.append((8 * values, 8 * (steps * samples * c_in * h * w + 2 * values)))
+        elif kind in ("LIF", "MAXPOOL"):
+            out.append((values, 8 * 3 * values))
         else:
-            kept, temp = 8 * values, 8 * values
-        out.append((kept, temp))
+            out.append((8 * values, 8 * values))
     return out
 
 

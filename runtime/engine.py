@@ -27,7 +27,7 @@ import numpy as np
 from uticompile.errors import UticompileError
 from uticompile.mapfile import KIND_NAMES, Mapping
 from uticompile.mapstats import LayerWeights, layer_weights
-from uticompile.runtime.budget import check_run_budget
+from uticompile.runtime.budget import CHUNK_BYTES, check_run_budget
 from uticompile.runtime.products import WeightMatrix, choose, product
 
 
@@ -105,9 +105,6 @@ def _strided_window_sums(
 def _top(x: np.ndarray) -> int:
     """The largest |value| of an input (1 for spikes), which bounds the partial sums."""
     return 1 if x.dtype == np.bool_ else max(int(np.abs(x).max(initial=0)), 1)
-
-
-_CHUNK_BYTES = 2**21  # im2col columns per product: below numpy's 4 MiB huge-page threshold
 
 
 class Engine:
@@ -250,7 +247,7 @@ class Engine:
             nonzero = hits.sum(axis=(0, 1))
         kernel = choose(w, dtype, t_ * oh * ow * n, int(nonzero @ w.col_nnz))
         out = np.empty((t_, o, oh, ow, n), np.int32)  # acc_bits <= 32 (the reader checks)
-        rows = max(1, _CHUNK_BYTES // (k * ow * n * np.dtype(dtype).itemsize))
+        rows = max(1, CHUNK_BYTES // (k * ow * n * np.dtype(dtype).itemsize))
         saturated = 0
         for t in range(t_):  # a loop over timesteps and chunks of output rows
             for r0 in range(0, oh, rows):
