@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 from typing import Any
 
@@ -95,6 +96,11 @@ def test_a_run_past_the_memory_limit_is_refused_before_allocating(
     m = _mapping("vgg_small", 0.3)
     with pytest.raises(UticompileError, match=r"layer \d+ \(\w+\): 100000 samples need .* GiB"):
         Engine(m, memory_limit=2**30).run(np.zeros((100000, 1, 16, 16), np.int8))
+    hostile = copy.deepcopy(m)  # dimensions the format allows (65535), a few bytes of file
+    hostile.layers[0]["in_shape"] = (1, 65535, 65535)
+    hostile.layers[0]["out_shape"][1:] = (65535, 65535)
+    with pytest.raises(UticompileError, match=r"layer 0 \(\w+\): 1 samples need 800.0 GiB"):
+        check_run_budget(hostile, 1, 0, None, 2**34)
     monkeypatch.setenv(ENV, "1M")
     assert memory_limit() == 2**20
     with pytest.raises(UticompileError, match=rf"over the limit of 1.0 MiB \({ENV}\)"):
