@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 from uticompile.errors import UticompileError
 from uticompile.mapfile import KIND_NAMES, Mapping
@@ -100,6 +101,33 @@ def _strided_window_sums(
         for i in range(k)
     ]
     return np.stack(parts, axis=axis)
+
+
+def _spike_columns(xt: np.ndarray, rec: np.void) -> sparse.csr_matrix:
+    """The im2col matrix [C*kh*kw, T*OH*OW*N] of input [T, C, H, W, N] as int64 CSR, built from
+    the nonzero inputs only (each meets at most kh*kw output positions): no dense columns."""
+    t, c, n = xt.shape[0], xt.shape[1], xt.shape[4]
+    kh, kw = int(rec["kernel"][0]), int(rec["kernel"][1])
+    sh, sw = int(rec["stride"][0]), int(rec["stride"][1])
+    pt, pl = int(rec["pads"][0]), int(rec["pads"][1])
+    oh, ow = int(rec["out_shape"][1]), int(rec["out_shape"][2])
+    flat = np.flatnonzero(xt)
+    ti, ci, hi, wi, ni = np.unravel_index(flat, xt.shape)
+    values = xt.ravel()[flat].astype(np.int64)
+    rows, cols, data = [], [], []
+    for di in range(kh):  # a loop over kernel offsets, vectorized over the spikes
+        y = hi + pt - di
+        y_ok = (y >= 0) & (y % sh == 0) & (y < sh * oh)
+        for dj in range(kw):
+            x = wi + pl - dj
+            ok = y_ok & (x >= 0) & (x % sw == 0) & (x < sw * ow)
+            rows.append((ci[ok] * kh + di) * kw + dj)
+            cols.append(((ti[ok] * oh + y[ok] // sh) * ow + x[ok] // sw) * n + ni[ok])
+            data.append(values[ok])
+    shape = (c * kh * kw, t * oh * ow * n)
+    coo = sparse.coo_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+                            shape=shape)  # fmt: skip
+    return coo.tocsr()
 
 
 def _top(x: np.ndarray) -> int:
@@ -245,10 +273,19 @@ class Engine:
             nonzero = _window_sums(padded != 0, windows, np.int64).sum(axis=(0, 1))
         else:
             nonzero = hits.sum(axis=(0, 1))
-        kernel = choose(w, dtype, t_ * oh * ow * n, int(nonzero @ w.col_nnz))
+        entries = int(nonzero.sum())  # nonzeros of the im2col matrix
+        kernel = choose(w, dtype, t_ * oh * ow * n, int(nonzero @ w.col_nnz), entries)
         out = np.empty((t_, o, oh, ow, n), np.int32)  # acc_bits <= 32 (the reader checks)
-        rows = max(1, CHUNK_BYTES // (k * ow * n * np.dtype(dtype).itemsize))
         saturated = 0
+        if kernel == "event":  # the whole layer at once, from the list of input spikes
+            acc = product(w, _spike_columns(xt, rec), kernel)
+            acc += self.bias[i][:, None]
+            if shift:
+                acc >>= shift
+            acc, saturated = _saturate(acc, self.acc_bits)
+            out[...] = acc.reshape(o, t_, oh, ow, n).transpose(1, 0, 2, 3, 4)
+            return out, saturated, hits
+        rows = max(1, CHUNK_BYTES // (k * ow * n * np.dtype(dtype).itemsize))
         for t in range(t_):  # a loop over timesteps and chunks of output rows
             for r0 in range(0, oh, rows):
                 r1 = min(oh, r0 + rows)
@@ -283,8 +320,8 @@ class Engine:
         flat = x.reshape(self.timesteps * n, -1)
         w = self.matrices[i]
         cols: np.ndarray = np.ascontiguousarray(flat.T, dtype=w.float_type(_top(flat)))
-        matched = int(np.count_nonzero(flat, axis=0) @ w.col_nnz)
-        kernel = choose(w, cols.dtype.type, cols.shape[1], matched)
+        nonzero = np.count_nonzero(flat, axis=0)
+        kernel = choose(w, cols.dtype.type, cols.shape[1], int(nonzero @ w.col_nnz), nonzero.sum())
         out = product(w, cols, kernel).T + self.bias[i]
         y, sat = _saturate(out.reshape(self.timesteps, n, -1), self.acc_bits)
         return y, sat, flat.astype(np.int64).reshape(self.timesteps, n, -1)

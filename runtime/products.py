@@ -4,8 +4,9 @@ The engine knows, before multiplying, how many (nonzero weight, input spike) pai
 matches (its hits times the nonzeros of each weight position). With that it estimates, in
 nanoseconds on one core, three exact ways to compute the same integers:
 
-- ``event``: int64 sparse weights x sparse spikes (scipy's SMMP): work is the matched pairs
-  only, but each costs a scattered accumulate (~5.5 ns measured);
+- ``event``: int64 sparse weights x sparse spikes (scipy's SMMP), the im2col matrix built from
+  the list of input spikes: work is the matched pairs only (plus the spikes and the output), but
+  each pair costs a scattered accumulate (~5.5 ns measured); a silent layer costs ~nothing;
 - ``sparse``: sparse weights x dense spike rows (one vectorized axpy over all columns per
   nonzero weight, ~0.6 ns per weight x column);
 - ``dense``: a BLAS matrix product (~0.07 ns per MAC in float32), which wins when both weights
@@ -27,7 +28,9 @@ from uticompile.mapstats import LayerWeights
 
 # ns per unit of work, measured with scipy 1.x / OpenBLAS on one core (see the module docstring)
 _NS_EVENT = 5.5
-_NS_SCAN = 1.0  # turning a dense im2col into CSR, per element
+_NS_ENTRY = 20.0  # building the sparse im2col from the input spikes, per nonzero
+_NS_OUTPUT = 2.0  # the sparse result made dense, per output value
+_NS_COPY = 0.3  # the dense im2col copy, per element
 _NS_SPARSE = {np.float32: 0.6, np.float64: 1.0}
 _NS_DENSE = {np.float32: 0.07, np.float64: 0.14}
 KERNELS = ("event", "sparse", "dense")
@@ -66,26 +69,27 @@ class WeightMatrix:
         return self._dense[dtype]
 
 
-def choose(w: WeightMatrix, dtype: type, columns: int, matched: int) -> str:
+def choose(w: WeightMatrix, dtype: type, columns: int, matched: int, entries: int) -> str:
     """The kernel with the least estimated time for ``w @ cols`` (``event`` if not float).
 
     ``columns`` is the number of im2col columns, ``matched`` the (nonzero weight, nonzero input)
-    pairs that the product meets.
+    pairs that the product meets, ``entries`` the nonzeros of the im2col matrix.
     """
     if dtype not in (np.float32, np.float64):
         return "event"
     o, k = w.shape
     estimate = {
-        "event": matched * _NS_EVENT + k * columns * _NS_SCAN,
-        "sparse": w.nnz * columns * _NS_SPARSE[dtype],
-        "dense": o * k * columns * _NS_DENSE[dtype],
+        "event": matched * _NS_EVENT + entries * _NS_ENTRY + o * columns * _NS_OUTPUT,
+        "sparse": (w.nnz * _NS_SPARSE[dtype] + k * _NS_COPY) * columns,
+        "dense": (o * k * _NS_DENSE[dtype] + k * _NS_COPY) * columns,
     }
     return min(KERNELS, key=lambda name: estimate[name])
 
 
-def product(w: WeightMatrix, cols: np.ndarray, kernel: str) -> np.ndarray:
-    """Exact int64 ``W [O, K] @ cols [K, columns]`` by ``kernel`` (one of ``KERNELS``)."""
-    if kernel == "event" or cols.dtype == np.int64:
+def product(w: WeightMatrix, cols: np.ndarray | sparse.spmatrix, kernel: str) -> np.ndarray:
+    """Exact int64 ``W [O, K] @ cols [K, columns]`` by ``kernel`` (one of ``KERNELS``); ``cols``
+    may already be sparse (then the kernel is ``event``)."""
+    if sparse.issparse(cols) or kernel == "event" or cols.dtype == np.int64:
         spikes = sparse.csr_matrix(cols)
         spikes = sparse.csr_matrix(
             (spikes.data.astype(np.int64), spikes.indices, spikes.indptr), shape=cols.shape

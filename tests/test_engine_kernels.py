@@ -53,7 +53,7 @@ def test_every_kernel_gives_the_same_integers_and_events(
     used = set()
     for kernel in products.KERNELS:
 
-        def forced(w: object, dtype: type, columns: int, matched: int, k: str = kernel) -> str:
+        def forced(w: object, dtype: type, cols: int, pairs: int, nz: int, k: str = kernel) -> str:
             used.add(k)
             return k
 
