@@ -300,7 +300,9 @@ def test_inspect_encode_and_run_work_without_torch(
     assert figures["torch"]["run"]["work"] > 0
     assert figures["torch"]["run spikes"]["work"] == figures["torch"]["run"]["work"]
     assert figures["no torch"] == figures["torch"]
-    train = _cli(["train", "--epochs", "1", "-o", "t.onnx"], tmp_path, block)
+    train = _cli(
+        ["train", "--model", "vgg_small", "--epochs", "1", "-o", "t.onnx"], tmp_path, block
+    )
     assert train.returncode == 2
     assert train.stderr.strip().splitlines() == [
         "uticompile: error: this command needs PyTorch: pip install 'uticompile[train]'"
