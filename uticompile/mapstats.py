@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from uticompile.mapfile import GROUPING_NAMES, KIND_CODES, KIND_NAMES, WEIGHT_KINDS, Mapping
+from uticompile.mapfile.wsp import WORD_BYTES, mask_words
 from uticompile.metrics import eq2
 
 
@@ -87,14 +88,14 @@ def layer_weights(m: Mapping, layer: int) -> LayerWeights:
     t = m.tiles[first : first + count]
     off = t["wsp_offset"].astype(np.int64)
     nnz = t["nnz"].astype(np.int64)
-    mbytes = 2 * -(-t["count"].astype(np.int64) // 16)
+    mbytes = WORD_BYTES * mask_words(t["count"].astype(np.int64))
     bits = np.unpackbits(_spans(m.wsp, off, mbytes), bitorder="little")
     where = np.flatnonzero(bits)
     assert where.size == int(nnz.sum()), "the reader checks that bitmasks agree with nnz"
     tile = np.repeat(np.arange(len(t), dtype=np.int64), nnz)
     bit0 = np.cumsum(8 * mbytes) - 8 * mbytes
     position = t["position"].astype(np.int64)[tile] + where - bit0[tile]
-    value = _spans(m.wsp, off + mbytes, 2 * nnz).view("<i2").astype(np.int16)
+    value = _spans(m.wsp, off + mbytes, WORD_BYTES * nnz).view("<i2").astype(np.int16)
     return LayerWeights((o, c * kk), tile, t["filter"].astype(np.int64)[tile], position, value)
 
 
