@@ -357,7 +357,8 @@ class Engine:
         saturated = 0
         for t in range(T):
             if m != 1 << k:  # the leak, in place
-                np.multiply(u, m, out=u)
+                if m != 1:
+                    np.multiply(u, m, out=u)
                 np.right_shift(u, k, out=u)
             np.add(u, xs[0 if analog else t], out=u, casting="unsafe")  # fits: see ``narrow``
             u, bad = _saturate(u, self.acc_bits)
