@@ -3,8 +3,8 @@
 ``map --placement auto`` chooses each layer's placement on the cycles it would cost, which depend
 on the spikes reaching the layer. Those come from running a first, contiguous mapping of the same
 model on the first ``calibration`` training images (never the test images that runs are scored
-on, ``simulate.map_calibrated``), and counting per step what every weight position meets
-(``cost.position_hits``, the cost model's own count).
+on, ``workflow.calibrated_map``), and counting per step what every weight position meets
+(the engine's ``hits``, the cost model's own count).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from uticompile.mapfile import KIND_NAMES, Mapping
-from uticompile.runtime.cost import position_hits
 from uticompile.runtime.engine import Engine
 
 
@@ -21,11 +20,11 @@ def calibration_hits(m: Mapping, images: list[np.ndarray]) -> dict[str, np.ndarr
     engine = Engine(m)
     parts: dict[str, list[np.ndarray]] = {}
     for x_q in images:
-        outs = engine.run(x_q).outputs
+        execution = engine.run(x_q)
         for i, rec in enumerate(m.layers):
             if KIND_NAMES[int(rec["kind"])] not in ("CONV", "FC"):
                 continue
-            hits = position_hits(outs[int(rec["input0"])].values, rec)
+            hits = execution.hits[i]
             c = int(rec["in_shape"][0])
             if KIND_NAMES[int(rec["kind"])] == "FC":
                 c *= int(rec["in_shape"][1]) * int(rec["in_shape"][2])

@@ -3,7 +3,8 @@
 Events, per PE-mapped weight layer (``CONV``, ``FC``; the analog ``ENCODE`` runs on the host):
 - work: one matched operation per (nonzero weight, input spike) pair, ``per_match`` cycles each.
   A spike count c (after a sum-pool) is c spikes. For a conv, the spikes each weight position
-  meets are counted over all output positions at once (one strided window sum per kernel offset).
+  meets over all output positions (``Execution.hits``) are counted by the engine, which needs
+  them anyway to choose its product kernel.
 - steps: the PEs of a group synchronize at every timestep of every sample (tick-batched); a step
   lasts as long as its busiest PE; idle = what the other active PEs wait. PEs that hold no filter
   (the tail of a partial group) are clock-gated: neither work nor idle.
@@ -35,7 +36,7 @@ from scipy import sparse
 
 from uticompile.hardware import HardwareConfig
 from uticompile.mapfile import KIND_NAMES, PLACEMENT_NAMES, Mapping
-from uticompile.mapstats import pe_active, pe_workloads
+from uticompile.mapstats import LayerWeights, pe_active, pe_workloads
 from uticompile.metrics import eq2, eq2_latency
 from uticompile.placement import group_latency, step_floor
 from uticompile.runtime.engine import Execution
@@ -91,45 +92,15 @@ class CostReport:
         return asdict(self)
 
 
-def position_hits(x: np.ndarray, rec: np.void) -> np.ndarray:
-    """[T, N, positions]: cycles one nonzero weight at each position costs per step (CONV, FC)."""
-    if KIND_NAMES[int(rec["kind"])] == "CONV":
-        return _window_sums(x, rec)
-    return x.reshape(x.shape[0], x.shape[1], -1)
-
-
-def _window_sums(spikes: np.ndarray, rec: np.void) -> np.ndarray:
-    """A[t, n, col]: how many (output position, spike) pairs each weight position meets."""
-    T, N, C, H, W = spikes.shape
-    kh, kw = int(rec["kernel"][0]), int(rec["kernel"][1])
-    sh, sw = int(rec["stride"][0]), int(rec["stride"][1])
-    pt, pl, pb, pr = (int(p) for p in rec["pads"])
-    oh, ow = int(rec["out_shape"][1]), int(rec["out_shape"][2])
-    padded = np.zeros((T, N, C, H + pt + pb, W + pl + pr), np.int32)
-    padded[:, :, :, pt : pt + H, pl : pl + W] = spikes
-    out = np.empty((T, N, C, kh, kw), np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            window = padded[:, :, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
-            out[..., i, j] = window.sum(axis=(3, 4))
-    return out.reshape(T, N, C * kh * kw)
-
-
-def _slot_matrix(m: Mapping, i: int, mask: np.ndarray) -> sparse.csr_matrix:
+def _slot_matrix(m: Mapping, i: int, w: LayerWeights) -> sparse.csr_matrix:
     """[positions, slots] 0/1: which nonzero weight positions each PE slot (group*n + pe) holds."""
     rec = m.layers[i]
-    first, count = int(rec["tile_first"]), int(rec["tile_count"])
-    t = m.tiles[first : first + count]
+    t = m.tiles[int(rec["tile_first"]) : int(rec["tile_first"]) + int(rec["tile_count"])]
     n = int(m.model["num_pes"])
-    counts = t["count"].astype(np.int64)
-    tile_of = np.repeat(np.arange(len(t)), counts)
-    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    cols = t["position"].astype(np.int64)[tile_of] + offset
-    filters = t["filter"].astype(np.int64)[tile_of]
-    keep = mask[filters, cols]
-    slots = (t["group"].astype(np.int64) * n + t["pe"])[tile_of]
-    shape = (mask.shape[1], int(rec["groups"]) * n)
-    return sparse.csr_matrix((np.ones(int(keep.sum())), (cols[keep], slots[keep])), shape=shape)
+    slots = (t["group"].astype(np.int64) * n + t["pe"])[w.tile]
+    shape = (w.shape[1], int(rec["groups"]) * n)
+    ones = np.ones(len(slots), np.int64)
+    return sparse.csr_matrix((ones, (w.position, slots)), shape=shape)
 
 
 @dataclass
@@ -164,12 +135,12 @@ class EventCounter:
                 continue
             x = outs[int(rec["input0"])].values
             T, N = x.shape[0], x.shape[1]
-            hits = position_hits(x, rec)
+            hits = execution.hits[i]  # [T, N, positions], counted by the engine
             if i not in self.slots:
-                self.slots[i] = _slot_matrix(self.m, i, execution.weights[i][1])
+                self.slots[i] = _slot_matrix(self.m, i, execution.weights[i])
             groups = int(rec["groups"])
-            work = np.asarray(self.slots[i].T @ hits.reshape(T * N, -1).T.astype(np.float64)).T
-            work = np.rint(work).astype(np.int64).reshape(T, N, groups, self.n)
+            work = np.asarray(self.slots[i].T @ hits.reshape(T * N, -1).T).T
+            work = work.astype(np.int64).reshape(T, N, groups, self.n)
             work *= self.hw.per_match
             active = pe_active(self.m, i)
             work = np.where(active, work, 0)
@@ -181,7 +152,7 @@ class EventCounter:
             ev.latency += group_latency(work)
             ev.floor += step_floor(work, self.n)
             ev.idle += int(np.where(active, step_max[..., None] - work, 0).sum())
-            ev.zeros += int(np.count_nonzero(x == 0))
+            ev.zeros += int(x.size - np.count_nonzero(x))
             ev.inputs += int(x.size)
         self.samples += outs[-1].values.shape[1]
         self.saturations += sum(o.saturated for o in outs)

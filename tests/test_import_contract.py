@@ -8,15 +8,26 @@ core <- runtime; everything <- CLI / compare / API.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from uticompile.ir import Graph
+from uticompile.onnx_export import save_onnx
+
 ROOT = Path(__file__).resolve().parents[1]
-TOP = ("uticompile.cli", "uticompile.compare", "uticompile.api", "uticompile.__main__")
+TOP = (
+    "uticompile.cli",
+    "uticompile.compare",
+    "uticompile.api",
+    "uticompile.workflow",
+    "uticompile.__main__",
+)
 ABOVE_CORE = ("uticompile.passes", "uticompile.runtime", "uticompile.models", *TOP)
 
 #: Each layer: its source files and the packages it must not import.
@@ -25,7 +36,8 @@ LAYERS: dict[str, tuple[list[Path], tuple[str, ...]]] = {
         [
             p
             for p in sorted((ROOT / "uticompile").rglob("*.py"))
-            if p.relative_to(ROOT / "uticompile").parts[0] not in ("cli", "compare", "api.py")
+            if p.relative_to(ROOT / "uticompile").parts[0]
+            not in ("cli", "compare", "api.py", "workflow")
             and p.name != "__main__.py"
         ],
         ABOVE_CORE,
@@ -42,12 +54,7 @@ LAYERS: dict[str, tuple[list[Path], tuple[str, ...]]] = {
 }
 
 #: Known violations, each to be removed by the change that fixes it (a stale entry fails below).
-#: runtime/simulate.py still holds the --check recompile recipe and the torch-based test batches;
-#: the runtime engine rework splits them out of the runtime.
-EXEMPT: set[tuple[str, str]] = {
-    ("runtime/simulate.py", "uticompile.passes.pipeline"),
-    ("runtime/simulate.py", "uticompile.models.batches"),
-}
+EXEMPT: set[tuple[str, str]] = set()
 
 
 def imports_of(path: Path) -> set[str]:
@@ -137,3 +144,173 @@ def test_hardware_defaults_have_one_source() -> None:
     from uticompile.hardware import HardwareConfig, default_hardware
 
     assert HardwareConfig() == default_hardware()
+
+
+# -- The runtime and the file formats never need PyTorch (issue 9). Two checks, because each
+# misses what the other sees: an AST scan of every import that can run (top level or inside
+# functions; not under ``if TYPE_CHECKING``) reachable from the torch-free modules, and the CLI
+# run in a subprocess where importing torch raises, giving the same figures as with torch.
+
+FOLDERS = {"uticompile.passes": "passes", "uticompile.runtime": "runtime",
+           "uticompile.models": "models", "uticompile": "uticompile"}  # fmt: skip
+TORCH_FREE = [
+    "uticompile.runtime",
+    "uticompile.mapfile",
+    "uticompile.spikes",
+    "uticompile.container",
+]
+
+
+def _file(module: str) -> Path | None:
+    """The source file of a first-party module, or None (third party, or not a module)."""
+    for package, folder in FOLDERS.items():  # the longest prefixes first
+        if module == package or module.startswith(package + "."):
+            rest = module[len(package) :].lstrip(".").split(".") if module != package else []
+            base = ROOT / folder / Path(*rest) if rest else ROOT / folder
+            for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+                if candidate.is_file():
+                    return candidate
+            return None
+    return None
+
+
+def _executed(tree: ast.AST) -> list[ast.AST]:
+    """Every node of ``tree`` except those under ``if TYPE_CHECKING:`` (never executed)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            test = child.test if isinstance(child, ast.If) else None
+            if test is not None and "TYPE_CHECKING" in ast.unparse(test):
+                todo += child.orelse
+                continue
+            todo.append(child)
+    return out
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Every module ``path`` imports, wherever the import statement is (functions included)."""
+    found: set[str] = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in _executed(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _reachable(start: str) -> dict[str, str]:
+    """{module: the module that imported it} for everything ``start`` imports, transitively."""
+    seen = {start: ""}
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        path = _file(module)
+        if path is None:
+            continue
+        if path.name == "__init__.py" and module in TORCH_FREE:  # a package: all its modules
+            for p in path.parent.glob("*.py"):
+                if p.stem != "__init__" and f"{module}.{p.stem}" not in seen:
+                    seen[f"{module}.{p.stem}"] = module
+                    todo.append(f"{module}.{p.stem}")
+        for name in _imports(path, module):
+            parent = name.rpartition(".")[0]
+            if parent and parent not in seen and _file(parent) is not None:
+                seen[parent] = module  # importing a.b runs a/__init__.py first
+                todo.append(parent)
+            if name not in seen:
+                seen[name] = module
+                todo.append(name)
+    return seen
+
+
+@pytest.mark.parametrize("start", TORCH_FREE)
+def test_torch_free_modules_never_import_torch(start: str) -> None:
+    reached = _reachable(start)
+    assert len(reached) > 1
+    torch = sorted(m for m in reached if m == "torch" or m.startswith("torch."))
+    chain = []
+    if torch:
+        m = torch[0]
+        while m:
+            chain.append(m)
+            m = reached[m]
+    assert not torch, f"{start} imports torch: {' <- '.join(chain)}"
+
+
+_BLOCK_TORCH = """
+import importlib.abc, sys
+
+class _NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch' (blocked by the test)", name="torch")
+        return None
+
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def _cli(args: list[str], cwd: Path, block: Path | None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    if block is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(block), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-m", "uticompile", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, check=False)  # fmt: skip
+
+
+def test_inspect_encode_and_run_work_without_torch(
+    tmp_path: Path, small_graphs: dict[str, Graph]
+) -> None:
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text(_BLOCK_TORCH)
+    probe = _cli(["--version"], tmp_path, block)
+    assert probe.returncode == 0, probe.stderr
+    env = {**os.environ, "PYTHONPATH": str(block)}
+    no_torch = subprocess.run([sys.executable, "-c", "import torch"], env=env, check=False)
+    assert no_torch.returncode != 0  # the block works
+    g = small_graphs["vgg_small"].copy()
+    rng = np.random.default_rng(0)
+    for node in g.weight_nodes():
+        w = g.params[node.inputs[1]]
+        g.params[node.inputs[1]] = np.where(rng.random(w.shape) < 0.3, w, 0).astype(np.float32)
+    for name, v in g.params.items():  # keep the layers firing
+        if name.endswith("running_var"):
+            g.params[name] = rng.uniform(0.02, 0.2, v.shape).astype(np.float32)
+    save_onnx(g, tmp_path / "m.onnx")
+    mapped = _cli(["map", "m.onnx", "--pes", "16", "-o", "m.utm"], tmp_path, None)
+    assert mapped.returncode == 0, mapped.stderr
+    figures = {}
+    for label, blocked in (("torch", None), ("no torch", block)):
+        out = {}
+        for key, args in (
+            ("inspect", ["inspect", "m.utm", "--json"]),
+            ("encode", ["encode-input", "m.utm", "--samples", "20", "-o", f"in{label}.uts",
+                        "--json"]),
+            ("run spikes", ["run", "m.utm", "--spikes", f"in{label}.uts", "--json"]),
+            ("run", ["run", "m.utm", "--samples", "20", "--json"]),
+        ):  # fmt: skip
+            result = _cli(args, tmp_path, blocked)
+            assert result.returncode == 0, f"{label}: {' '.join(args)}: {result.stderr}"
+            out[key] = json.loads(result.stdout)
+            out[key].pop("output", None)
+        out["trace"] = (tmp_path / f"in{label}.uts").read_bytes()
+        figures[label] = out
+    assert figures["torch"]["run"]["work"] > 0
+    assert figures["torch"]["run spikes"]["work"] == figures["torch"]["run"]["work"]
+    assert figures["no torch"] == figures["torch"]
+    train = _cli(
+        ["train", "--model", "vgg_small", "--epochs", "1", "-o", "t.onnx"], tmp_path, block
+    )
+    assert train.returncode == 2
+    assert train.stderr.strip().splitlines() == [
+        "uticompile: error: this command needs PyTorch: pip install 'uticompile[train]'"
+    ]

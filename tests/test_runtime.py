@@ -19,7 +19,8 @@ from uticompile.onnx_export import serialize
 from uticompile.passes.balance import balance_mask
 from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.runtime.cost import count_events
-from uticompile.runtime.engine import Engine, quantize_input
+from uticompile.runtime.engine import Engine
+from uticompile.runtime.inputs import quantize_input
 from uticompile.runtime.reference import INPUT, reference_model
 
 
@@ -177,7 +178,7 @@ def test_per_pe_and_per_group_figures_are_reported() -> None:
 
 
 def test_check_names_layer_sample_timestep_and_position_of_a_mismatch() -> None:
-    from uticompile.runtime.simulate import Checker, CheckError
+    from uticompile.runtime.check import Checker, CheckError
 
     g = _prune(_lively(build_model("vgg_small", ModelSpec((1, 16, 16), 10)), 2), 0.3, 16, False, 3)
     module = compile_graph(g, MapConfig(), HardwareConfig(), 2.5)

@@ -37,3 +37,7 @@ class InvariantError(Exception):
     Deliberately not a ``UticompileError``: the CLI reports it as an internal error (exit 70),
     never as the user's mistake (exit 2).
     """
+
+
+class CheckError(UticompileError):
+    """``run --check``: the runtime and onnxruntime disagree, or the mapping is not the source's."""

@@ -8,6 +8,7 @@ plus the empirical entropy of the nonzero values), per weight layer and in total
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from uticompile.mapfile import (
     WEIGHT_KINDS,
     Mapping,
 )
+from uticompile.mapfile.wsp import WORD_BYTES, mask_words
 from uticompile.metrics import eq2
 
 
@@ -58,26 +60,59 @@ def pe_active(m: Mapping, layer: int) -> np.ndarray:
     return out.reshape(int(rec["groups"]), n)
 
 
-def dense_weights(m: Mapping, layer: int) -> tuple[np.ndarray, np.ndarray]:
-    """(values int16 [O, positions], mask bool) of a weight layer, decoded from its tiles."""
-    from uticompile.mapfile import wsp_decode
+@dataclass(frozen=True)
+class LayerWeights:
+    """The nonzero weights of a weight layer, in tile order (section 2.3/2.4).
 
+    Arrays are [nnz]: ``tile`` is the tile's index among the layer's tiles, ``filter`` the output
+    channel, ``position`` the position in the flattened filter, ``value`` the int16 weight.
+    ``shape`` is (filters, positions).
+    """
+
+    shape: tuple[int, int]
+    tile: np.ndarray
+    filter: np.ndarray
+    position: np.ndarray
+    value: np.ndarray
+
+
+def _spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``buf[s : s + n]`` for every (s, n), without a Python loop."""
+    seg = np.cumsum(lengths) - lengths
+    idx = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - seg, lengths)
+    return buf[idx]
+
+
+def layer_weights(m: Mapping, layer: int) -> LayerWeights:
+    """Decode all WSP blobs of a (validated) weight layer at once: no loop over tiles."""
     rec = m.layers[layer]
     o = int(rec["out_shape"][0])
     c = int(rec["in_shape"][0]) * (
         int(rec["in_shape"][1]) * int(rec["in_shape"][2]) if KIND_CODES["FC"] == rec["kind"] else 1
     )
     kk = 1 if KIND_CODES["FC"] == rec["kind"] else int(rec["kernel"][0]) * int(rec["kernel"][1])
-    values = np.zeros((o, c * kk), np.int16)
-    mask = np.zeros((o, c * kk), bool)
     first, count = int(rec["tile_first"]), int(rec["tile_count"])
-    for t in m.tiles[first : first + count]:
-        off, nbytes = int(t["wsp_offset"]), int(t["wsp_bytes"])
-        bits, vals = wsp_decode(m.wsp[off : off + nbytes].tobytes(), int(t["count"]), int(t["nnz"]))
-        lo = int(t["position"])
-        f = int(t["filter"])
-        mask[f, lo : lo + len(bits)] = bits
-        values[f, lo : lo + len(bits)][bits] = vals
+    t = m.tiles[first : first + count]
+    off = t["wsp_offset"].astype(np.int64)
+    nnz = t["nnz"].astype(np.int64)
+    mbytes = WORD_BYTES * mask_words(t["count"].astype(np.int64))
+    bits = np.unpackbits(_spans(m.wsp, off, mbytes), bitorder="little")
+    where = np.flatnonzero(bits)
+    assert where.size == int(nnz.sum()), "the reader checks that bitmasks agree with nnz"
+    tile = np.repeat(np.arange(len(t), dtype=np.int64), nnz)
+    bit0 = np.cumsum(8 * mbytes) - 8 * mbytes
+    position = t["position"].astype(np.int64)[tile] + where - bit0[tile]
+    value = _spans(m.wsp, off + mbytes, WORD_BYTES * nnz).view("<i2").astype(np.int16)
+    return LayerWeights((o, c * kk), tile, t["filter"].astype(np.int64)[tile], position, value)
+
+
+def dense_weights(m: Mapping, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values int16 [O, positions], mask bool) of a weight layer, decoded from its tiles."""
+    w = layer_weights(m, layer)
+    values = np.zeros(w.shape, np.int16)
+    mask = np.zeros(w.shape, bool)
+    mask[w.filter, w.position] = True
+    values[w.filter, w.position] = w.value
     return values, mask
 
 

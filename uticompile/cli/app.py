@@ -40,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     except UticompileError as exc:
         click.echo(f"uticompile: error: {exc}", err=True)
         return EXIT_USER_ERROR
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        click.echo(
+            "uticompile: error: this command needs PyTorch: pip install 'uticompile[train]'",
+            err=True,
+        )
+        return EXIT_USER_ERROR
     except (InvariantError, AssertionError) as exc:
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         click.echo(f"uticompile: internal error (a bug, please report it): {detail}", err=True)

@@ -63,7 +63,7 @@ def map_cmd(
     from uticompile.mapstats import layer_summary, size_totals
     from uticompile.onnx_import import from_onnx, load_onnx
     from uticompile.passes.pipeline import MapConfig, input_bound
-    from uticompile.runtime.simulate import map_calibrated
+    from uticompile.workflow.calibrated_map import map_calibrated
 
     config = MapConfig(
         pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
@@ -143,11 +143,13 @@ def encode_input(
 ) -> None:
     """Write the spike traces entering the PE array (after the analog layer) as CSR."""
     from uticompile.mapfile import read_mapping
-    from uticompile.runtime.simulate import quantized_test_batches
-    from uticompile.runtime.traces import input_traces
+    from uticompile.runtime.budget import check_run_budget
+    from uticompile.runtime.inputs import quantized_test_batches
+    from uticompile.runtime.traces import first_lif, input_traces
     from uticompile.spikes import write_spikes
 
     m = read_mapping(mapped)
+    check_run_budget(m, min(samples, 256), 0, first_lif(m))  # before the images are loaded
     data = _dataset_for(m, dataset, data_dir)
     csr = input_traces(m, quantized_test_batches(m, data, samples, 256))
     layer = csr.layer
@@ -186,7 +188,10 @@ def run(
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import read_mapping
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.runtime.simulate import Checker, quantized_test_batches, recompile, simulate
+    from uticompile.runtime.budget import check_run_budget
+    from uticompile.runtime.inputs import quantized_test_batches
+    from uticompile.runtime.simulate import simulate
+    from uticompile.workflow.calibrated_map import recompile
 
     mapped_bytes = mapped.read_bytes() if mapped.is_file() else b""
     m = read_mapping(mapped)
@@ -200,8 +205,11 @@ def run(
 
         sim = run_traces(m, read_spikes(spike_file), hw, what=str(spike_file))
     else:
+        check_run_budget(m, min(samples, batch_size), 0, None)  # before the images are loaded
         data = _dataset_for(m, dataset, data_dir)
         if source is not None:
+            from uticompile.runtime.check import Checker
+
             src_bytes = source.read_bytes() if source.is_file() else b""
             graph = from_onnx(load_onnx(source))
             module = recompile(m, mapped_bytes, graph, src_bytes, hw, data)

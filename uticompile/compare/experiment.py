@@ -36,7 +36,9 @@ from uticompile.passes.lottery import (
     run_lottery,
 )
 from uticompile.passes.pipeline import calibrated, input_bound
-from uticompile.runtime.simulate import map_calibrated, quantized_test_batches, simulate
+from uticompile.runtime.inputs import quantized_test_batches
+from uticompile.runtime.simulate import simulate
+from uticompile.workflow.calibrated_map import map_calibrated
 
 _ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
 
