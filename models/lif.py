@@ -55,7 +55,9 @@ class LIF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.params
-        xt = x.reshape(self.timesteps, -1, *x.shape[1:])
+        # The membrane stays float32 under autocast (a no-op otherwise): bfloat16 would move
+        # threshold crossings away from what the exported float32 model computes.
+        xt = x.float().reshape(self.timesteps, -1, *x.shape[1:])
         u = torch.zeros_like(xt[0])
         out = []
         for t in range(self.timesteps):

@@ -27,6 +27,7 @@ from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
 from uticompile.fileio import atomic_open
 from uticompile.ir import Graph
+from uticompile.models import distributed, fastpath
 from uticompile.models.batches import iterate_batches, num_batches
 from uticompile.models.snn import SNN, predict
 
@@ -138,7 +139,8 @@ def train(
 
     With ``checkpoint``, state is saved there after every epoch and, if the file exists when
     training starts, training resumes from it. ``on_epoch_end(epoch, net)`` is called after each
-    epoch (1-based), e.g. to snapshot weights for late rewinding.
+    epoch (1-based), e.g. to snapshot weights for late rewinding. Under torchrun this process is
+    rank 0: it hands the job to the other ranks and trains data-parallel with them.
     """
     if tuple(data.input_shape) != tuple(graph.input_shape):
         raise ConfigError(
@@ -146,21 +148,76 @@ def train(
         )
     if data.num_classes != graph.num_classes:
         raise ConfigError(f"dataset has {data.num_classes} classes, the model {graph.num_classes}")
+    fast = fastpath.current()
+    fast.check(config.device)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    group = distributed.current()
+    state = None
+    if ckpt is not None and ckpt.exists():
+        where = torch.device(config.device) if group is None else torch.device("cpu")
+        state = torch.load(ckpt, map_location=where, weights_only=True)
+        if state.get("config") != asdict(config):
+            raise ConfigError(f"{ckpt}: checkpoint was written with other options; remove it")
+    if group is None:
+        return _train(graph, data, config, masks or {}, state, fast, ckpt, on_step, on_epoch_end)
+    if config.batch_size < group.size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} is smaller than the {group.size} processes"
+        )
+    job = {"graph": graph, "data": data, "config": config, "masks": dict(masks or {})}
+    group.send({**job, "state": state, "fast": fast})
+    group.busy = True  # stays set if training fails: the other ranks are then mid-collective
+    result = _train(
+        graph, data, config, masks or {}, state, fast, ckpt, on_step, on_epoch_end, group
+    )
+    group.busy = False
+    return result
+
+
+def serve(group: distributed.Group) -> None:
+    """The other ranks' side of ``train``: train every job rank 0 sends until it says stop."""
+    while (job := group.receive()) is not None:
+        group.busy = True
+        _train(
+            job["graph"],
+            job["data"],
+            job["config"],
+            job["masks"],
+            job["state"],
+            job["fast"],
+            None,
+            None,
+            None,
+            group,
+        )
+        group.busy = False
+
+
+def _train(
+    graph: Graph,
+    data: Dataset,
+    config: TrainConfig,
+    masks: Mapping[str, np.ndarray],
+    state: dict | None,
+    fast: fastpath.FastPaths,
+    ckpt: Path | None,
+    on_step: Callable[[StepInfo], None] | None,
+    on_epoch_end: Callable[[int, SNN], None] | None,
+    group: distributed.Group | None = None,
+) -> TrainResult:
+    """The training loop shared by a single process and every rank of a data-parallel job."""
     gen = seed_everything(config.seed)
-    device = torch.device(config.device)
+    device = torch.device(config.device) if group is None else group.device(config.device)
     net = SNN(graph).to(device)
-    mask_t = apply_masks(net, masks or {})
+    fast.prepare(net)
+    mask_t = apply_masks(net, masks)
     opt = torch.optim.SGD(
         net.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
     result = TrainResult(graph=graph)
     start = 0
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
-        if state.get("config") != asdict(config):
-            raise ConfigError(f"{ckpt}: checkpoint was written with other options; remove it")
+    if state is not None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -168,7 +225,14 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         start = int(state["epoch"])
         result.history = [EpochRecord(**r) for r in state["history"]]
+    model: torch.nn.Module = net
+    if group is not None:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids)
+    if fast.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
     steps = num_batches(data, "train", config.batch_size)
+    layers = net.weight_layers()
     for epoch in range(start, config.epochs):
         net.train()
         t0 = time.perf_counter()
@@ -184,12 +248,21 @@ def train(
                 generator=gen,
             )
         ):
-            x, y = x.to(device), y.to(device)
-            logits = net(x)
-            loss = timestep_loss(logits, y)
+            weight = 1.0
+            if group is not None:
+                if len(y) < group.size:  # a last batch too small to give every rank a sample
+                    continue
+                part = distributed.shard(len(y), group.size, group.rank)
+                weight = (part.stop - part.start) * group.size / len(y)
+                x, y = x[part], y[part]
+            x, y = fast.inputs(x.to(device)), y.to(device)
+            with fast.autocast(device):
+                logits = model(x)
+                loss = timestep_loss(logits, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            layers = net.weight_layers()
+            # DDP averages gradients over ranks; weighting by slice size makes the average the
+            # gradient of the global batch's mean loss even when slices differ in size.
+            (loss if weight == 1.0 else loss * weight).backward()
             for name, m in mask_t.items():
                 grad = layers[name].weight.grad
                 if grad is not None:
@@ -214,6 +287,10 @@ def train(
                     )
                 )
         sched.step()
+        if group is not None:
+            total_loss, sum_correct, sum_seen = group.sum([total_loss, correct, seen], device)
+            correct, seen = int(sum_correct), int(sum_seen)
+            _check_ranks_agree(group, net, mask_t)
         result.history.append(
             EpochRecord(epoch + 1, total_loss / seen, correct / seen, lr, time.perf_counter() - t0)
         )
@@ -236,6 +313,14 @@ def train(
     net.cpu().eval()
     result.graph = net.to_graph()
     return result
+
+
+def _check_ranks_agree(
+    group: distributed.Group, net: SNN, mask_t: Mapping[str, torch.Tensor]
+) -> None:
+    """Every rank trained the same mask and holds the same weights (else raise on all ranks)."""
+    group.check_same("masks", distributed.tensors_digest(m.bool() for m in mask_t.values()))
+    group.check_same("weights", distributed.tensors_digest(p for p in net.parameters()))
 
 
 @dataclass(frozen=True)

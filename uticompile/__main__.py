@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from uticompile.threads import prefer_passive_omp_wait
@@ -11,6 +12,17 @@ def run() -> None:
     prefer_passive_omp_wait()  # before any command imports torch
     from uticompile.cli import main
 
+    # Under torchrun (WORLD_SIZE > 1) rank 0 runs the command and the other ranks serve its
+    # training jobs; torch is imported only then, so other commands start fast.
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from uticompile.models.distributed import session
+        from uticompile.models.train import serve
+
+        with session() as group:
+            if group is not None and not group.world.is_leader:
+                serve(group)
+                sys.exit(0)
+            sys.exit(main())
     sys.exit(main())
 
 

@@ -6,6 +6,7 @@ Commands import the library lazily, inside the command, so a command that needs 
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -88,3 +89,25 @@ def step_bar(label: str, enabled: bool) -> Iterator[Callable[[Any], None]]:
     yield on_step
     if enabled:
         finish()
+
+
+def fast_path_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the fast-path flags to ``command`` and run it with them turned on (checked first)."""
+
+    @click.option(
+        "--amp", is_flag=True, help="bfloat16 mixed precision for training (CUDA only)."
+    )
+    @click.option("--channels-last", is_flag=True, help="Channels-last convolutions in training.")
+    @click.option(
+        "--compile", "compile_", is_flag=True, help="torch.compile the network for training."
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, amp: bool, channels_last: bool, compile_: bool, **kwargs: Any) -> Any:
+        from uticompile.models import fastpath
+
+        fast = fastpath.FastPaths(amp=amp, channels_last=channels_last, compile=compile_)
+        fast.check(kwargs.get("device", "cpu"))
+        with fastpath.use(fast):
+            return command(*args, **kwargs)
+
+    return wrapper

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from uticompile.cli.options import emit, step_bar
+from uticompile.cli.options import emit, fast_path_options, step_bar
 
 
 def _round_row(report: dict[str, Any]) -> str:
@@ -82,6 +82,7 @@ _ROUND_HEADER = (
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--resume/--no-resume", default=False, help="Continue an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@fast_path_options
 def prune(
     model: Path,
     dataset: str,

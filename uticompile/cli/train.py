@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from uticompile.cli.options import emit, step_bar
+from uticompile.cli.options import emit, fast_path_options, step_bar
 
 
 @click.command()
@@ -68,6 +68,7 @@ from uticompile.cli.options import emit, step_bar
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@fast_path_options
 def train(
     model_name: str,
     dataset: str,
