@@ -174,11 +174,15 @@ def train(
     return result
 
 
-def serve(group: distributed.Group) -> None:
-    """The other ranks' side of ``train``: train every job rank 0 sends until it says stop."""
+def serve(group: distributed.Group) -> TrainResult | None:
+    """The other ranks' side of ``train``: train every job rank 0 sends until it says stop.
+
+    Returns the last job's result (nothing is written here; tests compare ranks with it).
+    """
+    result = None
     while (job := group.receive()) is not None:
         group.busy = True
-        _train(
+        result = _train(
             job["graph"],
             job["data"],
             job["config"],
@@ -191,6 +195,7 @@ def serve(group: distributed.Group) -> None:
             group,
         )
         group.busy = False
+    return result
 
 
 def _train(
