@@ -108,7 +108,8 @@ class Group:
         dist.all_gather_object(digests, digest)
         if len(set(digests)) != 1:
             raise RuntimeError(f"ranks diverged: {what} differ between ranks ({digests})")
-        log.info("%s identical on %d ranks (sha256 %s)", what, self.size, digest[:16])
+        if self.world.is_leader:
+            log.info("%s identical on %d ranks (sha256 %s)", what, self.size, digest[:16])
 
 
 _GROUP: Group | None = None
