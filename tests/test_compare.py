@@ -159,3 +159,36 @@ def test_without_matplotlib_tables_and_note(
     assert "Table II analog" in md
     assert not any((out / name).exists() for name in PNGS)
     assert (out / "results.json").read_text() == compared["json1"]
+
+
+def test_planned_jobs_in_any_order_give_the_serial_results(
+    compared: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--plan`` lines run separately (reversed order), then ``compare`` collects: same JSON."""
+    import shlex
+
+    out = compared["root"] / "planned"
+    argv = ["compare", str(compared["model"]), "--dataset", "digits", "--pes", "4,16",
+            "--balance", "none,uticket", "--rounds", "2", "--epochs", "1", "--samples", "20",
+            "--train-limit", "128", "-o", str(out)]  # fmt: skip
+    capsys.readouterr()
+    assert main([*argv, "--plan"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith("uticompile prune ") for line in lines)
+    assert not out.exists()  # planning runs nothing
+    for line in reversed(lines):
+        assert main(shlex.split(line)[1:]) == 0
+    trained = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/round_*/trained.onnx")}
+    assert len(trained) == 2 * (CONFIG.rounds + 1)
+    assert main(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in trained} == trained  # collected, not retrained
+    capsys.readouterr()
+    assert (out / "results.json").read_text() == compared["json1"]
+    script = compared["root"] / "jobs.sh"
+    assert main([*argv, "--plan", str(script), "--nproc-per-node", "8"]) == 0
+    jobs = [x for x in script.read_text().splitlines() if not x.startswith("#")]
+    assert [j.split(" -m uticompile ")[1] for j in jobs] == [
+        x.split("uticompile ")[1] for x in lines
+    ]
+    assert all(j.startswith("torchrun --standalone --nproc-per-node=8 ") for j in jobs)

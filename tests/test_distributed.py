@@ -29,9 +29,7 @@ CONFIG = TrainConfig(epochs=1, batch_size=SAMPLES, lr=0.5, seed=5, augment=False
 
 
 def _graph() -> Graph:
-    b = GraphBuilder(
-        "nobn", (1, 8, 8), 10, timesteps=2, neuron=NEURON_PRESETS["paper"], seed=1
-    )
+    b = GraphBuilder("nobn", (1, 8, 8), 10, timesteps=2, neuron=NEURON_PRESETS["paper"], seed=1)
     x = b.lif(b.encode(b.conv("input", 4)))
     x = b.lif(b.conv(b.maxpool(x), 6))
     return b.build(b.linear(b.flatten(x), 10))
@@ -59,10 +57,7 @@ def _rank(rank: int, port: int, out: str) -> None:
     g = _graph()
     with distributed.session() as group:
         assert group is not None
-        if rank == 0:
-            result = train(g, _data(), CONFIG, masks=_masks(g))
-        else:
-            result = serve(group)
+        result = train(g, _data(), CONFIG, masks=_masks(g)) if rank == 0 else serve(group)
     assert result is not None
     Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result.graph.params))
 

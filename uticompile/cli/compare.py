@@ -91,9 +91,17 @@ def _text(summary: dict[str, Any], note: str) -> str:
     show_default=True, help="Results directory (finished work in it is reused).",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--plan", "plan", is_flag=False, flag_value="-", default=None, metavar="[SCRIPT]",
+    help="Print the independent pruning jobs (or write them to SCRIPT) instead of running; "
+    "the same command without --plan later collects their run directories.",
+)  # fmt: skip
+@click.option("--nproc-per-node", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --plan: torchrun each job on this many processes.")  # fmt: skip
 def compare(
     model: Path, dataset: str, data_dir: Path | None, pes: str, balance: str, placement: str,
-    hw_path: Path | None, output: Path, as_json: bool, **options: Any,
+    hw_path: Path | None, output: Path, as_json: bool, plan: str | None, nproc_per_node: int,
+    **options: Any,
 ) -> None:  # fmt: skip
     """Prune MODEL with every balance variant, map and run each, write the paper's tables."""
     from uticompile.compare import CompareConfig, CompareEvent, run_compare
@@ -108,6 +116,9 @@ def compare(
         hw_path=None if hw_path is None else str(hw_path),
         **options,
     )
+    if plan is not None:
+        _plan(model, config, output, plan, nproc_per_node)
+        return
     bars = ExitStack()
     state: dict[str, Any] = {}
 
@@ -144,6 +155,21 @@ def compare(
     else:
         note = PLOTS_SKIPPED if result.plots_skipped else result.results["note"]
         click.echo(_text(summary, note))
+
+
+def _plan(model: Path, config: Any, output: Path, plan: str, nproc_per_node: int) -> None:
+    from uticompile.compare.plan import plan_compare, plan_script
+    from uticompile.fileio import atomic_write_text
+
+    lines = plan_compare(model, config, output, nproc_per_node=nproc_per_node)
+    if plan == "-":
+        click.echo("\n".join(lines))
+    else:
+        atomic_write_text(Path(plan), plan_script(lines))
+        click.echo(f"wrote {plan}: {len(lines)} jobs", err=True)
+    click.echo(
+        "then run this compare command again without --plan to collect the finished runs", err=True
+    )
 
 
 COMMANDS = (compare,)

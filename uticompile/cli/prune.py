@@ -80,6 +80,9 @@ _ROUND_HEADER = (
 @click.option("--augment/--no-augment", default=True, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option(
+    "--train-limit", type=click.IntRange(min=1), help="Use only the first N train images."
+)
 @click.option("--resume/--no-resume", default=False, help="Continue an interrupted run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @fast_path_options
@@ -91,11 +94,13 @@ def prune(
     run_dir: Path | None,
     resume: bool,
     as_json: bool,
+    train_limit: int | None,
     **options: Any,
 ) -> None:
     """Lottery-ticket pruning with PE workload balancing (u-Ticket) of an ONNX SNN."""
     from contextlib import ExitStack
 
+    from uticompile.compare.experiment import limit_train
     from uticompile.datasets import load_dataset_for
     from uticompile.onnx_export import save_onnx
     from uticompile.onnx_import import read_graph
@@ -106,6 +111,7 @@ def prune(
     data = load_dataset_for(
         dataset, input_shape=graph.input_shape, num_classes=graph.num_classes, data_dir=data_dir
     )
+    data = limit_train(data, train_limit)
     run = run_dir if run_dir is not None else output.with_name(output.stem + ".run")
     bars = ExitStack()
     state: dict[str, Any] = {"header": False}

@@ -28,10 +28,12 @@ from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import MappingFormatError, UticompileError
 from uticompile.fileio import atomic_write_bytes, atomic_write_text
 from uticompile.hardware import HardwareConfig, load_hardware
+from uticompile.ir import Graph
 from uticompile.mapfile import Mapping, decode_mapping, encode_mapping
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import (
     LotteryEvent,
+    PruneConfig,
     run_identity,
     run_lottery,
 )
@@ -98,7 +100,8 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
-def _limit(data: Dataset, n: int | None) -> Dataset:
+def limit_train(data: Dataset, n: int | None) -> Dataset:
+    """``data`` with only its first ``n`` training images (all when ``n`` is None)."""
     if n is None or n >= data.x_train.shape[0]:
         return data
     return replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
@@ -230,6 +233,34 @@ def _jobs(config: CompareConfig, runs: dict[str, Path]) -> list[_Job]:
     return unique
 
 
+def load_inputs(model_path: Path, config: CompareConfig) -> tuple[Graph, Dataset, Dataset]:
+    """The model, its dataset, and the (possibly limited) training data pruning uses."""
+    graph = read_graph(model_path)
+    c, h, w = graph.input_shape
+    if h != w:
+        raise UticompileError(f"{model_path}: non-square input {h}x{w} is not supported")
+    data = load_dataset(config.dataset, data_dir=config.data_dir, size=h, channels=c)
+    if data.num_classes != graph.num_classes:
+        raise UticompileError(
+            f"{model_path} has {graph.num_classes} classes, {config.dataset} has {data.num_classes}"
+        )
+    return graph, data, limit_train(data, config.train_limit)
+
+
+def prune_runs(
+    graph: Graph, train_data: Dataset, config: CompareConfig, out: Path
+) -> dict[str, tuple[PruneConfig, dict[str, Any], Path]]:
+    """Each variant's pruning options, run identity and run directory (named by the identity),
+    the baseline first: the one place that decides where a variant's run lives."""
+    order = [BASELINE] + [v for v in config.balance if v != BASELINE]
+    runs = {}
+    for variant in order:
+        pc = config.prune_config(variant)
+        identity = run_identity(graph, train_data, pc)
+        runs[variant] = (pc, identity, out / "runs" / f"{variant}-{digest(identity)[:12]}")
+    return runs
+
+
 def run_compare(
     model_path: str | Path,
     config: CompareConfig,
@@ -247,27 +278,14 @@ def run_compare(
     emit = on_event or (lambda _e: None)
     out = Path(results_dir)
     model_path = Path(model_path)
-    graph = read_graph(model_path)
-    c, h, w = graph.input_shape
-    if h != w:
-        raise UticompileError(f"{model_path}: non-square input {h}x{w} is not supported")
-    data = load_dataset(config.dataset, data_dir=config.data_dir, size=h, channels=c)
-    if data.num_classes != graph.num_classes:
-        raise UticompileError(
-            f"{model_path} has {graph.num_classes} classes, {config.dataset} has {data.num_classes}"
-        )
-    train_data = _limit(data, config.train_limit)
+    graph, data, train_data = load_inputs(model_path, config)
     hw = load_hardware(config.hw_path)
     bound = input_bound(data.mean, data.std)
 
     # 1. pruning: the baseline first, so the others can take its round 0.
-    order = [BASELINE] + [v for v in config.balance if v != BASELINE]
     runs: dict[str, Path] = {}
     rounds: dict[str, list[dict[str, Any]]] = {}
-    for variant in order:
-        pc = config.prune_config(variant)
-        identity = run_identity(graph, train_data, pc)
-        run_dir = out / "runs" / f"{variant}-{digest(identity)[:12]}"
+    for variant, (pc, identity, run_dir) in prune_runs(graph, train_data, config, out).items():
         if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
             emit(CompareEvent("round0_shared", variant, 0))
 
