@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch.multiprocessing as mp
 
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
 from uticompile.ir import NEURON_PRESETS, Graph
 from uticompile.models import distributed
 from uticompile.models.builder import GraphBuilder
-from uticompile.models.datasets import Dataset, load_dataset
 from uticompile.models.train import TrainConfig, serve, train
 
 # 7 samples in one batch: shards of 4 and 3, so the slice-size weighting of the loss matters.
