@@ -45,6 +45,63 @@ def surrogate_grad(v: torch.Tensor, surrogate: str, alpha: float) -> torch.Tenso
     return alpha / 2 / (1 + (math.pi / 2 * alpha * v) ** 2)
 
 
+class _MultiStepLIF(torch.autograd.Function):
+    """All T steps of the recurrence as one autograd node, with the gradient written out.
+
+    Why: as separate autograd ops, every step records ~8 nodes, and indexing ``x[t]`` makes the
+    backward fill and add a zero tensor of the whole [T, ...] input per step (O(T^2) traffic).
+    The backward below performs exactly the operations autograd performs for the step-by-step
+    graph, in the same order, so gradients (and hence trained weights) are bit-identical to it
+    (tests/test_lif.py compares them bitwise for every reset, detach and surrogate setting).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, xt: torch.Tensor, p: LIFParams) -> torch.Tensor:
+        u = torch.zeros_like(xt[0])
+        spikes = torch.empty_like(xt)
+        membranes = torch.empty_like(xt)  # u_t before the reset: what the backward needs
+        for t in range(xt.shape[0]):
+            # x * 1.0 == x bit for bit, so the common gain of 1 skips a pass.
+            u = torch.add(p.leak * u, xt[t] if p.gain == 1.0 else p.gain * xt[t], out=membranes[t])
+            s = spikes[t]
+            s.copy_(u - p.threshold >= 0)
+            u = u * (1 - s) if p.reset == "hard" else u - s * p.threshold
+        ctx.save_for_backward(membranes, spikes)
+        ctx.params = p
+        return spikes
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        membranes, spikes = ctx.saved_tensors
+        p: LIFParams = ctx.params
+        T = membranes.shape[0]
+        grad_x = torch.empty_like(membranes)
+        grad_h: torch.Tensor | None = None  # d loss / d (membrane after step t's reset)
+        for t in reversed(range(T)):
+            u, s, grad_s = membranes[t], spikes[t], grad_out[t]
+            grad_u_reset: torch.Tensor | None = None
+            if grad_h is not None:
+                if p.reset == "hard":  # h = u * (1 - r)
+                    grad_u_reset = grad_h * (1 - s)
+                    if not p.detach_reset:
+                        grad_s = grad_s + -(grad_h * u)
+                else:  # h = u - r * threshold
+                    grad_u_reset = grad_h
+                    if not p.detach_reset:
+                        grad_s = grad_s + -grad_h * p.threshold
+            grad_u = grad_s * surrogate_grad(u - p.threshold, p.surrogate, p.alpha)
+            if grad_u_reset is not None:
+                grad_u = grad_u + grad_u_reset
+            if p.gain == 1.0:
+                grad_x[t] = grad_u
+            else:
+                grad_x[t] = grad_u * p.gain
+            grad_h = grad_u * p.leak
+        # Autograd sums the T per-step gradients of x[t] into zero tensors, turning -0.0 into
+        # +0.0; adding +0.0 does the same and changes nothing else.
+        return (grad_x + 0.0 if T > 1 else grad_x), None
+
+
 class LIF(nn.Module):
     """Runs the membrane recurrence over the outer (time) axis of a time-folded tensor."""
 
@@ -54,19 +111,10 @@ class LIF(nn.Module):
         self.timesteps = timesteps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.params
         # The membrane stays float32 under autocast (a no-op otherwise): bfloat16 would move
         # threshold crossings away from what the exported float32 model computes.
         xt = x.float().reshape(self.timesteps, -1, *x.shape[1:])
-        u = torch.zeros_like(xt[0])
-        out = []
-        for t in range(self.timesteps):
-            u = p.leak * u + p.gain * xt[t]
-            s = _Spike.apply(u - p.threshold, p.surrogate, p.alpha)
-            r = s.detach() if p.detach_reset else s
-            u = u * (1 - r) if p.reset == "hard" else u - r * p.threshold
-            out.append(s)
-        return torch.stack(out).reshape(x.shape)
+        return _MultiStepLIF.apply(xt, self.params).reshape(x.shape)
 
     def extra_repr(self) -> str:
         p = self.params
