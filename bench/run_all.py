@@ -14,6 +14,7 @@ BENCHMARKS = [
     ("mapping vs loading the ONNX file; mapped size", "bench_map.py", []),
     ("runtime vs onnxruntime", "bench_runtime.py", ["--samples", "16"]),
     ("zoo training step vs a plain per-timestep loop", "bench_train_step.py", []),
+    ("training throughput: 1 process vs 2 (gloo DDP)", "bench_ddp.py", ["--epochs", "2"]),
 ]
 
 
