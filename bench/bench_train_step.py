@@ -101,10 +101,9 @@ def spikingjelly_vgg16(width: float, in_ch: int, classes: int, timesteps: int) -
             self.net = nn.Sequential(*layers)
             self.fc = layer.Linear(c, classes)
             functional.set_step_mode(self, "m")
-            self.reset = lambda: functional.reset_net(self)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.reset()
+            functional.reset_net(self)
             # direct encoding as in the other two: the first conv + BN once, then T copies
             enc = self.net[1](self.net[0](x.unsqueeze(0)))
             h = self.net[2:](enc.repeat(self.T, 1, 1, 1, 1))

@@ -94,9 +94,7 @@ def step_bar(label: str, enabled: bool) -> Iterator[Callable[[Any], None]]:
 def fast_path_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add the fast-path flags to ``command`` and run it with them turned on (checked first)."""
 
-    @click.option(
-        "--amp", is_flag=True, help="bfloat16 mixed precision for training (CUDA only)."
-    )
+    @click.option("--amp", is_flag=True, help="bfloat16 mixed precision for training (CUDA only).")
     @click.option("--channels-last", is_flag=True, help="Channels-last convolutions in training.")
     @click.option(
         "--compile", "compile_", is_flag=True, help="torch.compile the network for training."
