@@ -112,17 +112,24 @@ def spikingjelly_vgg16(width: float, in_ch: int, classes: int, timesteps: int) -
     return SJ()
 
 
-def _step_time(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    times = []
-    for _ in range(steps + 2):  # two warm-up steps (compilation happens in the first)
-        t0 = time.perf_counter()
-        loss = timestep_loss(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t0)
-    return sorted(times[2:])[len(times[2:]) // 2]
+def _step_times(
+    models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, steps: int
+) -> dict[str, float]:
+    """Median seconds per training step of each model, the models taking turns step by step
+    (so a change of machine load hits all of them alike); two warm-up steps each first
+    (compilation happens in the first)."""
+    opts = {k: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for k, m in models.items()}
+    times: dict[str, list[float]] = {k: [] for k in models}
+    for i in range(steps + 2):
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            loss = timestep_loss(model(x), y)
+            opts[name].zero_grad()
+            loss.backward()
+            opts[name].step()
+            if i >= 2:
+                times[name].append(time.perf_counter() - t0)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 def main() -> None:
@@ -153,10 +160,11 @@ def main() -> None:
     assert len(sizes) == 1, sizes  # the same network everywhere
     print(
         f"VGG-16 width {args.width} ({sizes.pop():,} parameters), batch {args.batch}, "
-        f"T={args.timesteps}, median of {args.steps} steps, {torch.get_num_threads()} threads"
+        f"T={args.timesteps}, median of {args.steps} interleaved steps, "
+        f"{torch.get_num_threads()} threads"
         + ("" if sj is not None else "; SpikingJelly not installed")
     )
-    times = {name: _step_time(m.train(), x, y, args.steps) for name, m in models.items()}
+    times = _step_times({name: m.train() for name, m in models.items()}, x, y, args.steps)
     plain = times["plain (Python loop over timesteps)"]
     for name, t in times.items():
         print(f"{name:<42}{t:8.3f} s per step   {plain / t:5.2f}x the plain loop's speed")
