@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+import types
 
 import torch
 from torch import nn
 
+from uticompile.models.lif import LIF, surrogate_grad
 from uticompile.models.snn import SNN
 from uticompile.models.train import timestep_loss
 from uticompile.models.zoo import VGG16_CFG, ModelSpec, build_model
@@ -73,6 +75,43 @@ class PlainVGG16(nn.Module):
                     h = layer(h)
             outs.append(self.fc(h.flatten(1)))
         return torch.stack(outs)
+
+
+class _RefSpike(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v, surrogate, alpha):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(v)
+        ctx.surrogate, ctx.alpha = surrogate, alpha
+        return (v >= 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        (v,) = ctx.saved_tensors
+        return grad * surrogate_grad(v, ctx.surrogate, ctx.alpha), None, None
+
+
+def _stepwise_lif(self: LIF, x: torch.Tensor) -> torch.Tensor:
+    """The zoo's LIF before the fused node: one autograd op per operation and step."""
+    p = self.params
+    xt = x.reshape(self.timesteps, -1, *x.shape[1:])
+    u = torch.zeros_like(xt[0])
+    out = []
+    for t in range(self.timesteps):
+        u = p.leak * u + p.gain * xt[t]
+        s = _RefSpike.apply(u - p.threshold, p.surrogate, p.alpha)
+        r = s.detach() if p.detach_reset else s
+        u = u * (1 - r) if p.reset == "hard" else u - r * p.threshold
+        out.append(s)
+    return torch.stack(out).reshape(x.shape)
+
+
+def stepwise_zoo(spec: ModelSpec) -> nn.Module:
+    """The zoo network with the step-by-step autograd LIF (what the fused node replaced)."""
+    net = SNN(build_model("vgg16", spec))
+    for layer in net.layers.values():
+        if isinstance(layer, LIF):
+            layer.forward = types.MethodType(_stepwise_lif, layer)  # type: ignore[method-assign]
+    return net
 
 
 def spikingjelly_vgg16(width: float, in_ch: int, classes: int, timesteps: int) -> nn.Module | None:
@@ -147,6 +186,7 @@ def main() -> None:
     models: dict[str, nn.Module] = {
         "plain (Python loop over timesteps)": PlainVGG16(args.width, 3, 10, args.timesteps),
         "zoo (time folded into the batch)": SNN(build_model("vgg16", spec)),
+        "zoo, step-by-step autograd LIF (before)": stepwise_zoo(spec),
     }
     sj = spikingjelly_vgg16(args.width, 3, 10, args.timesteps)
     if sj is not None:
