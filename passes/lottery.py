@@ -40,13 +40,12 @@ from uticompile.passes.balance_layers import (
     layer_weights,
     scope_layers,
 )
+from uticompile.passes.firing_rates import expected_cycles
 from uticompile.passes.magnitude_prune import global_magnitude_prune
 from uticompile.passes.utilization import layer_stats, network_utilization
 
 BALANCE_CHOICES: tuple[str, ...] = ("none", *BALANCE_MODES)
 REWIND_CHOICES: tuple[str, ...] = ("weights", "lr")
-MIN_RATE = 1e-3  # floor of the activity cost: balance_mask needs strictly positive costs
-ACTIVITY_SAMPLES = 256  # training images used to measure firing rates
 TIMING_STEPS = 3  # batches timed at T and at the search T for the ET-ticket estimate
 
 
@@ -209,58 +208,6 @@ def load_masks(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]
     return masks, pruned
 
 
-@torch.no_grad()
-def input_firing_rates(
-    graph: Graph, data: Dataset, layers: list[str], *, samples: int = ACTIVITY_SAMPLES
-) -> dict[str, np.ndarray]:
-    """Activity cost per weight position: the firing rate of the input channel it reads.
-
-    Measured on the first ``samples`` training images (no augmentation) with ``graph``. A layer
-    reading the analog image (the first conv) gets cost 1; rates are clamped to ``MIN_RATE``.
-    """
-    net = SNN(graph).eval()
-    wl = net.weight_layers()
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    handles = []
-    direct = {n.name for n in graph.weight_nodes() if n.inputs[0] == graph.input_name}
-
-    def hook_for(name: str) -> Callable[[torch.nn.Module, tuple[torch.Tensor, ...]], None]:
-        def hook(_mod: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            x = args[0].double()
-            dims = [d for d in range(x.dim()) if d != 1]
-            s = x.sum(dim=dims)
-            sums[name] = sums[name] + s if name in sums else s
-            counts[name] = counts.get(name, 0) + x.numel() // x.shape[1]
-
-        return hook
-
-    for name in layers:
-        if name not in direct:
-            handles.append(wl[name].register_forward_pre_hook(hook_for(name)))
-    try:
-        seen = 0
-        for x, _ in iterate_batches(
-            data, "train", 64, shuffle=False, augment=False, generator=None
-        ):
-            net(x)
-            seen += len(x)
-            if seen >= samples:
-                break
-    finally:
-        for h in handles:
-            h.remove()
-    out: dict[str, np.ndarray] = {}
-    for name in layers:
-        w = graph.params[graph.node(name).inputs[1]]
-        if name in direct or name not in sums:
-            out[name] = np.ones((1,) * w.ndim)
-            continue
-        rate = np.maximum((sums[name] / counts[name]).numpy(), MIN_RATE)
-        out[name] = rate.reshape((1, -1) + (1,) * (w.ndim - 2))
-    return out
-
-
 def _step_seconds(graph: Graph, data: Dataset, config: PruneConfig, timesteps: int) -> float:
     """Mean seconds of one training step at ``timesteps`` (after one warm-up step)."""
     device = torch.device(config.device)
@@ -316,6 +263,7 @@ def round_report(
     graph: Graph,
     data: Dataset,
     masks: Mapping[str, np.ndarray],
+    pruned: Mapping[str, np.ndarray],
     config: PruneConfig,
     *,
     epochs: int,
@@ -323,7 +271,11 @@ def round_report(
     balance_seconds: float,
     balance_info: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Sparsity, accuracy, spike sparsity and static utilization of one round's trained model."""
+    """Sparsity, accuracy, spike sparsity and static utilization of one round's trained model.
+
+    ``layer_counts`` gives every layer's nonzero count as magnitude pruning left it and after
+    balancing: equal under the default ``iso`` targets.
+    """
     ev = evaluate(graph, data)
     weights = layer_weights(graph)
     sizes = {n: int(w.size) for n, w in weights.items()}
@@ -344,6 +296,9 @@ def round_report(
         "epochs": epochs,
         "sparsity": 1.0 - sum(kept.values()) / max(sum(sizes.values()), 1),
         "layer_sparsity": {n: 1.0 - kept[n] / sizes[n] for n in weights},
+        "layer_counts": {
+            n: {"pruned": int(np.count_nonzero(pruned[n])), "balanced": kept[n]} for n in weights
+        },
         "accuracy": ev.accuracy,
         "spike_sparsity": ev.mean_spike_sparsity,
         "layer_spike_sparsity": ev.spike_sparsity,
@@ -462,13 +417,13 @@ def run_lottery(
             masks = pruned
             if config.balance != "none":
                 t0 = time.perf_counter()
-                costs = (
-                    input_firing_rates(
-                        prev.with_timesteps(config.round_timesteps(r - 1, T)), data, scope
+                costs = None
+                if config.balance == "cycles":
+                    # rates of the model the mask will be trained from, with the mask applied
+                    src = read_graph(rewind_path) if config.rewind == "weights" else prev
+                    costs = expected_cycles(
+                        masked_graph(src, pruned).with_timesteps(Tr), data, scope
                     )
-                    if config.balance == "activity"
-                    else None
-                )
                 rng = np.random.default_rng([config.seed, r, 1])
                 masks, info = balance_masks(
                     graph,
@@ -480,6 +435,7 @@ def run_lottery(
                     scope=scope,
                     scores=trained_w,
                     costs=costs,
+                    targets="ceil" if config.paper_compat else "iso",
                 )
                 balance_seconds = time.perf_counter() - t0
                 balance_info = {k: asdict(v) for k, v in info.items()}
@@ -490,6 +446,8 @@ def run_lottery(
                 n: {
                     "regrown": int((masks[n] & ~pruned[n]).sum()),
                     "removed": int((pruned[n] & ~masks[n]).sum()),
+                    "before": int(pruned[n].sum()),
+                    "after": int(masks[n].sum()),
                 }
                 for n in scope
             }
@@ -540,6 +498,7 @@ def run_lottery(
             trained,
             data,
             masks,
+            pruned,
             config,
             epochs=epochs,
             train_seconds=train_seconds,

@@ -67,7 +67,7 @@ def _text(summary: dict[str, Any], note: str) -> str:
 @click.option("--pes", default="16", show_default=True,
               help="PE counts, comma-separated; pruning balances for the first.")  # fmt: skip
 @click.option("--balance", default="none,uticket", show_default=True,
-              help="Variants: none (baseline), uticket, magnitude, activity.")  # fmt: skip
+              help="Variants: none (baseline), uticket, magnitude, cycles.")  # fmt: skip
 @click.option("--rounds", type=int, default=14, show_default=True, help="Pruning rounds.")
 @click.option("--rate", type=float, default=0.25, show_default=True, help="Share pruned/round.")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per round.")
