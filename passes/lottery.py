@@ -9,134 +9,56 @@ Everything a round produces lives in its own folder of the run directory (``roun
 ``report.json`` and a ``done`` marker written last. Each round's RNGs are seeded from
 ``(seed, round)`` and training checkpoints to ``train.ckpt`` every epoch, so a resumed run (even
 after kill -9 mid-round) ends with the byte-identical model of an uninterrupted one.
+
+Files: options in ``lottery_config``, the run directory in ``lottery_paths``, the phases of a round
+in ``lottery_phases``, the measured activity cycle-aware balancing uses in ``firing_rates``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from uticompile.datasets import Dataset
-from uticompile.errors import ConfigError
-from uticompile.fileio import atomic_open, atomic_write_text
-from uticompile.grouping import GROUPINGS, group_layout
 from uticompile.ir import Graph
-from uticompile.models.batches import iterate_batches
-from uticompile.models.snn import SNN
-from uticompile.models.train import StepInfo, TrainConfig, evaluate, timestep_loss, train
-from uticompile.onnx_export import save_onnx, serialize, to_onnx
-from uticompile.onnx_import import read_graph
-from uticompile.passes.balance import BALANCE_MODES
-from uticompile.passes.balance_layers import (
-    balance_masks,
-    layer_weights,
-    scope_layers,
+from uticompile.models.train import StepInfo
+from uticompile.onnx_export import save_onnx
+from uticompile.passes.lottery_config import (
+    BALANCE_CHOICES,
+    REWIND_CHOICES,
+    PruneConfig,
+    round_seed,
 )
-from uticompile.passes.firing_rates import expected_cycles
-from uticompile.passes.magnitude_prune import global_magnitude_prune
-from uticompile.passes.utilization import layer_stats, network_utilization
+from uticompile.passes.lottery_paths import RunPaths, load_masks, save_masks
+from uticompile.passes.lottery_phases import (
+    finish_round,
+    graph_digest,
+    load_round,
+    masked_graph,
+    round_masks,
+    round_report,
+    search_timing,
+    start_weights,
+    train_round,
+)
 
-BALANCE_CHOICES: tuple[str, ...] = ("none", *BALANCE_MODES)
-REWIND_CHOICES: tuple[str, ...] = ("weights", "lr")
-TIMING_STEPS = 3  # batches timed at T and at the search T for the ET-ticket estimate
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """Every option of a pruning run; the CLI and the saved ``config.json`` come from it."""
-
-    dataset: str = "digits"
-    rounds: int = 14
-    rate: float = 0.25
-    epochs: int = 5
-    dense_epochs: int | None = None
-    rewind_epoch: int = 0
-    rewind: str = "weights"
-    balance: str = "uticket"
-    pes: int = 16
-    grouping: str = "sata"
-    search_timesteps: int | None = None
-    paper_compat: bool = False
-    batch_size: int = 64
-    lr: float = 0.1
-    weight_decay: float = 5e-4
-    augment: bool = True
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        """Reject impossible options before any work (one-line ConfigError)."""
-        if not (0.0 < self.rate < 1.0):
-            raise ConfigError(f"--rate must be in (0, 1), got {self.rate}")
-        if self.rounds < 0:
-            raise ConfigError(f"--rounds must be >= 0, got {self.rounds}")
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
-        if self.dense_epochs is not None and self.dense_epochs < 0:
-            raise ConfigError(f"--dense-epochs must be >= 0, got {self.dense_epochs}")
-        if self.rewind_epoch < 0 or self.rewind_epoch > self.epochs:
-            raise ConfigError(
-                f"--rewind-epoch must be in [0, --epochs={self.epochs}], got {self.rewind_epoch}"
-            )
-        if self.rewind_epoch > self.round0_epochs:
-            raise ConfigError(
-                f"--rewind-epoch {self.rewind_epoch} is past the dense round's "
-                f"{self.round0_epochs} epochs: there is no such rewind point"
-            )
-        if self.rewind not in REWIND_CHOICES:
-            raise ConfigError(f"--rewind must be one of {', '.join(REWIND_CHOICES)}")
-        if self.balance not in BALANCE_CHOICES:
-            raise ConfigError(f"--balance must be one of {', '.join(BALANCE_CHOICES)}")
-        if self.pes < 1:
-            raise ConfigError(f"--pes must be >= 1, got {self.pes}")
-        if self.grouping not in GROUPINGS:
-            raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
-        if self.search_timesteps is not None and self.search_timesteps < 1:
-            raise ConfigError(f"--search-timesteps must be >= 1, got {self.search_timesteps}")
-        if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
-        self.train_config(0, self.epochs)  # validates batch size, lr, weight decay, device
-
-    @property
-    def round0_epochs(self) -> int:
-        """Epochs of the dense round (``dense_epochs``, default ``epochs``)."""
-        return self.epochs if self.dense_epochs is None else self.dense_epochs
-
-    def round_epochs(self, r: int) -> int:
-        """Epochs of round ``r``: late rewinding trains ``epochs - K`` after round 0."""
-        if r == 0:
-            return self.round0_epochs
-        return self.epochs - self.rewind_epoch if self.rewind == "weights" else self.epochs
-
-    def round_timesteps(self, r: int, timesteps: int) -> int:
-        """ET ticket: search rounds use ``search_timesteps``, the final round the model's T."""
-        if self.search_timesteps is not None and r < self.rounds:
-            return self.search_timesteps
-        return timesteps
-
-    def train_config(self, r: int, epochs: int) -> TrainConfig:
-        return TrainConfig(
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            seed=round_seed(self.seed, r),
-            device=self.device,
-            augment=self.augment,
-        )
-
-
-def round_seed(seed: int, r: int) -> int:
-    """A seed that depends on (seed, round) only, so nothing depends on process history."""
-    return int(np.random.SeedSequence([seed, r]).generate_state(1, dtype=np.uint32)[0])
+__all__ = [
+    "BALANCE_CHOICES",
+    "REWIND_CHOICES",
+    "LotteryEvent",
+    "LotteryResult",
+    "PruneConfig",
+    "load_masks",
+    "masked_graph",
+    "round_seed",
+    "run_identity",
+    "run_lottery",
+    "save_masks",
+]
 
 
 @dataclass(frozen=True)
@@ -168,153 +90,6 @@ class LotteryResult:
         return out
 
 
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def graph_digest(graph: Graph) -> str:
-    return hashlib.sha256(serialize(to_onnx(graph))).hexdigest()
-
-
-def masked_graph(graph: Graph, masks: Mapping[str, np.ndarray]) -> Graph:
-    """A copy with pruned weights set to +0.0 (training's multiply can leave -0.0)."""
-    g = graph.copy()
-    for node in g.weight_nodes():
-        m = masks.get(node.name)
-        if m is not None:
-            w = g.params[node.inputs[1]]
-            g.params[node.inputs[1]] = np.where(m, w, np.float32(0)).astype(np.float32)
-    return g
-
-
-def save_masks(
-    path: Path, masks: Mapping[str, np.ndarray], pruned: Mapping[str, np.ndarray]
-) -> None:
-    """Masks in layer order under index keys (node names need not be valid zip names)."""
-    names = list(masks)
-    arrays: dict[str, np.ndarray] = {"layers": np.array(names, dtype=np.str_)}
-    for i, name in enumerate(names):
-        arrays[f"mask_{i}"] = np.asarray(masks[name], dtype=bool)
-        arrays[f"pruned_{i}"] = np.asarray(pruned[name], dtype=bool)
-    with atomic_open(path) as handle:
-        np.savez(handle, **arrays)  # type: ignore[arg-type]
-
-
-def load_masks(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(masks, magnitude-pruned masks before balancing) saved by ``save_masks``."""
-    with np.load(path, allow_pickle=False) as data:
-        names = [str(n) for n in data["layers"]]
-        masks = {n: data[f"mask_{i}"] for i, n in enumerate(names)}
-        pruned = {n: data[f"pruned_{i}"] for i, n in enumerate(names)}
-    return masks, pruned
-
-
-def _step_seconds(graph: Graph, data: Dataset, config: PruneConfig, timesteps: int) -> float:
-    """Mean seconds of one training step at ``timesteps`` (after one warm-up step)."""
-    device = torch.device(config.device)
-    net = SNN(graph.with_timesteps(timesteps)).to(device).train()
-    opt = torch.optim.SGD(net.parameters(), lr=1e-6)
-    gen = torch.Generator()
-    gen.manual_seed(0)
-    times: list[float] = []
-    for i, (x, y) in enumerate(
-        iterate_batches(
-            data, "train", config.batch_size, shuffle=True, augment=False, generator=gen
-        )
-    ):
-        if i > TIMING_STEPS:
-            break
-        t0 = time.perf_counter()
-        loss = timestep_loss(net(x.to(device)), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i > 0:
-            times.append(time.perf_counter() - t0)
-    return float(np.mean(times)) if times else float("nan")
-
-
-def et_timing(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
-    """Measured step-time ratio T2/T and the estimated share of search time it saves."""
-    assert config.search_timesteps is not None
-    t_full = _step_seconds(graph, data, config, graph.timesteps)
-    t_search = _step_seconds(graph, data, config, config.search_timesteps)
-    ratio = t_search / t_full if t_full > 0 else float("nan")
-    epochs = [config.round_epochs(r) for r in range(config.rounds + 1)]
-    cost = sum(
-        e * (ratio if config.round_timesteps(r, graph.timesteps) != graph.timesteps else 1.0)
-        for r, e in enumerate(epochs)
-    )
-    total = sum(epochs)
-    return {
-        "timesteps": graph.timesteps,
-        "search_timesteps": config.search_timesteps,
-        "step_seconds": t_full,
-        "search_step_seconds": t_search,
-        "measured_ratio": ratio,
-        "estimated_saving": (1.0 - cost / total) if total else 0.0,
-        "note": f"estimate from {TIMING_STEPS} timed training steps at each T, scaled by epochs",
-    }
-
-
-def round_report(
-    r: int,
-    graph: Graph,
-    data: Dataset,
-    masks: Mapping[str, np.ndarray],
-    pruned: Mapping[str, np.ndarray],
-    config: PruneConfig,
-    *,
-    epochs: int,
-    train_seconds: float,
-    balance_seconds: float,
-    balance_info: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Sparsity, accuracy, spike sparsity and static utilization of one round's trained model.
-
-    ``layer_counts`` gives every layer's nonzero count as magnitude pruning left it and after
-    balancing: equal under the default ``iso`` targets.
-    """
-    ev = evaluate(graph, data)
-    weights = layer_weights(graph)
-    sizes = {n: int(w.size) for n, w in weights.items()}
-    kept = {n: int(np.count_nonzero(masks[n])) for n in weights}
-    scope = scope_layers(graph, paper_compat=config.paper_compat)
-    stats = {
-        n: layer_stats(
-            masks[n],
-            group_layout(tuple(weights[n].shape), config.pes, config.grouping),
-            ceil_avg=config.paper_compat,
-        )
-        for n in scope
-    }
-    weighted, unweighted = network_utilization(list(stats.values()))
-    return {
-        "round": r,
-        "timesteps": graph.timesteps,
-        "epochs": epochs,
-        "sparsity": 1.0 - sum(kept.values()) / max(sum(sizes.values()), 1),
-        "layer_sparsity": {n: 1.0 - kept[n] / sizes[n] for n in weights},
-        "layer_counts": {
-            n: {"pruned": int(np.count_nonzero(pruned[n])), "balanced": kept[n]} for n in weights
-        },
-        "accuracy": ev.accuracy,
-        "spike_sparsity": ev.mean_spike_sparsity,
-        "layer_spike_sparsity": ev.spike_sparsity,
-        "utilization": {n: s.utilization for n, s in stats.items()},
-        "utilization_weighted": weighted,
-        "utilization_unweighted": unweighted,
-        "utilization_network": unweighted if config.paper_compat else weighted,
-        "balance": dict(balance_info),
-        "train_seconds": train_seconds,
-        "balance_seconds": balance_seconds,
-    }
-
-
-# --- the runner -------------------------------------------------------------------------------
-
-
 def run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
     """What a run directory's results depend on: options, model and data digests."""
     return {
@@ -327,25 +102,6 @@ def run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, 
             "input_shape": list(data.input_shape),
         },
     }
-
-
-def _prepare_run_dir(run_dir: Path, identity: dict[str, Any], resume: bool) -> None:
-    cfg = run_dir / "config.json"
-    text = json.dumps(identity, indent=2, sort_keys=True) + "\n"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not resume:
-            raise ConfigError(
-                f"run directory {run_dir} is not empty: pass --resume to continue it "
-                "or choose another directory"
-            )
-        if not cfg.exists() or json.loads(cfg.read_text()) != json.loads(text):
-            raise ConfigError(
-                f"run directory {run_dir} holds a run with other options (or another model or "
-                "dataset); choose another directory"
-            )
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cfg, text)
 
 
 def run_lottery(
@@ -362,137 +118,36 @@ def run_lottery(
     Raises ConfigError for a non-empty run directory without ``resume`` or one holding another
     run, and PassError if balancing fails its postcondition.
     """
-    run = Path(run_dir)
+    paths = RunPaths(Path(run_dir))
     graph.validate()
-    _prepare_run_dir(run, run_identity(graph, data, config), resume)
+    paths.prepare(run_identity(graph, data, config), resume)
     emit = on_event or (lambda _e: None)
     T = graph.timesteps
-    scope = scope_layers(graph, paper_compat=config.paper_compat)
-
-    timing: dict[str, Any] | None = None
-    if config.search_timesteps is not None:
-        tpath = run / "timing.json"
-        if tpath.exists():
-            timing = json.loads(tpath.read_text())
-        else:
-            timing = et_timing(graph, data, config)
-            atomic_write_text(tpath, json.dumps(timing, indent=2, sort_keys=True) + "\n")
-
-    rewind_path = run / "rewind.onnx"
-    if config.rewind_epoch == 0 and not rewind_path.exists():
-        save_onnx(graph, rewind_path)
+    timing = search_timing(graph, data, config, paths)
+    if config.rewind_epoch == 0 and not paths.rewind.exists():
+        save_onnx(graph, paths.rewind)
 
     reports: list[dict[str, Any]] = []
     prev: Graph | None = None
     prev_masks: dict[str, np.ndarray] | None = None
     for r in range(config.rounds + 1):
-        rdir = run / f"round_{r:02d}"
-        rdir.mkdir(exist_ok=True)
+        rp = paths.round(r)
+        rp.dir.mkdir(exist_ok=True)
         emit(LotteryEvent("round_start", r, config.rounds))
-        if (rdir / "done").exists():
-            prev = read_graph(rdir / "trained.onnx")
-            prev_masks, _ = load_masks(rdir / "masks.npz")
-            report = json.loads((rdir / "report.json").read_text())
+        if rp.done.exists():
+            prev, prev_masks, report = load_round(rp)
             reports.append(report)
             emit(LotteryEvent("round_end", r, config.rounds, report=report, resumed=True))
             continue
-        Tr = config.round_timesteps(r, T)
-        epochs = config.round_epochs(r)
+        masks, pruned, balance_info, balance_seconds = round_masks(
+            r, graph, data, config, paths, prev, prev_masks
+        )
+        start = start_weights(r, graph, config, paths, masks, prev, prev_masks)
 
-        # 1. masks: dense in round 0, else prune the previous round's trained weights + balance.
-        balance_seconds = 0.0
-        balance_info: dict[str, Any] = {}
-        mpath = rdir / "masks.npz"
-        if mpath.exists():
-            masks, pruned = load_masks(mpath)
-        elif r == 0:
-            masks = {n: np.ones(w.shape, dtype=bool) for n, w in layer_weights(graph).items()}
-            pruned = masks
-            save_masks(mpath, masks, pruned)
-        else:
-            assert prev is not None
-            assert prev_masks is not None
-            trained_w = layer_weights(prev)
-            pruned = global_magnitude_prune(trained_w, prev_masks, config.rate)
-            masks = pruned
-            if config.balance != "none":
-                t0 = time.perf_counter()
-                costs = None
-                if config.balance == "cycles":
-                    # rates of the model the mask will be trained from, with the mask applied
-                    src = read_graph(rewind_path) if config.rewind == "weights" else prev
-                    costs = expected_cycles(
-                        masked_graph(src, pruned).with_timesteps(Tr), data, scope
-                    )
-                rng = np.random.default_rng([config.seed, r, 1])
-                masks, info = balance_masks(
-                    graph,
-                    pruned,
-                    mode=config.balance,
-                    n=config.pes,
-                    grouping=config.grouping,
-                    rng=rng,
-                    scope=scope,
-                    scores=trained_w,
-                    costs=costs,
-                    targets="ceil" if config.paper_compat else "iso",
-                )
-                balance_seconds = time.perf_counter() - t0
-                balance_info = {k: asdict(v) for k, v in info.items()}
-            save_masks(mpath, masks, pruned)
-        if r > 0 and not balance_info and config.balance != "none":
-            # masks came from disk: recompute the (cheap) per-layer change counts.
-            balance_info = {
-                n: {
-                    "regrown": int((masks[n] & ~pruned[n]).sum()),
-                    "removed": int((pruned[n] & ~masks[n]).sum()),
-                    "before": int(pruned[n].sum()),
-                    "after": int(masks[n].sum()),
-                }
-                for n in scope
-            }
-
-        # 2. the starting weights: rewind point (weights) or last round's weights (lr rewinding).
-        if r == 0:
-            start = graph
-        else:
-            rewind = read_graph(rewind_path)
-            if config.rewind == "weights":
-                start = rewind
-            else:
-                assert prev is not None
-                assert prev_masks is not None
-                start = prev.copy()
-                for node in start.weight_nodes():
-                    key = node.inputs[1]
-                    regrown = masks[node.name] & ~prev_masks[node.name]
-                    start.params[key] = np.where(regrown, rewind.params[key], start.params[key])
-        start = masked_graph(start, masks).with_timesteps(Tr)
-
-        # 3. train with pruned weights held at zero.
         def on_step(info: StepInfo, r: int = r) -> None:
             emit(LotteryEvent("step", r, config.rounds, step=info))
 
-        def on_epoch_end(epoch: int, net: SNN, r: int = r) -> None:
-            if r == 0 and epoch == config.rewind_epoch:
-                save_onnx(net.to_graph().with_timesteps(T), rewind_path)
-
-        t0 = time.perf_counter()
-        if epochs > 0:
-            result = train(
-                start,
-                data,
-                config.train_config(r, epochs),
-                masks=masks,
-                checkpoint=rdir / "train.ckpt",
-                on_step=on_step,
-                on_epoch_end=on_epoch_end,
-            )
-            trained = result.graph
-        else:
-            trained = start
-        train_seconds = time.perf_counter() - t0
-        trained = masked_graph(trained, masks)
+        trained, train_seconds = train_round(r, start, data, config, paths, masks, T, on_step)
         report = round_report(
             r,
             trained,
@@ -500,24 +155,17 @@ def run_lottery(
             masks,
             pruned,
             config,
-            epochs=epochs,
+            epochs=config.round_epochs(r),
             train_seconds=train_seconds,
             balance_seconds=balance_seconds,
             balance_info=balance_info,
         )
-        save_onnx(trained.with_timesteps(T), rdir / "trained.onnx")
-        atomic_write_text(rdir / "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n")
-        atomic_write_text(rdir / "done", "")
-        (rdir / "train.ckpt").unlink(missing_ok=True)
+        finish_round(rp, trained, report, T)
         reports.append(report)
-        atomic_write_text(
-            run / "report.jsonl", "".join(json.dumps(x, sort_keys=True) + "\n" for x in reports)
-        )
+        paths.write_reports(reports)
         prev, prev_masks = trained, masks
         emit(LotteryEvent("round_end", r, config.rounds, report=report))
 
-    atomic_write_text(
-        run / "report.jsonl", "".join(json.dumps(x, sort_keys=True) + "\n" for x in reports)
-    )
+    paths.write_reports(reports)
     assert prev is not None
     return LotteryResult(graph=prev.with_timesteps(T), reports=reports, timing=timing)

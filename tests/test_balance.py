@@ -126,6 +126,39 @@ def test_count_modes_postconditions(case: Case, mode: str) -> None:
     np.testing.assert_array_equal(_per_slot(lay, removed), np.maximum(-delta, 0))
 
 
+@settings(max_examples=150, deadline=None)
+@given(case=cases(), mode=st.sampled_from(("uticket", "magnitude", "cycles")))
+def test_iso_targets_keep_counts_and_spread(case: Case, mode: str) -> None:
+    """Default targets, every mode, both groupings: each group keeps its count, spread <= 1."""
+    lay = case.layout
+    w0 = lay.workloads(case.mask)
+    out = _run(case, mode)
+    w1 = lay.workloads(out)
+    check_iso_balanced(out, case.mask, lay)
+    np.testing.assert_array_equal(w1.sum(axis=1), w0.sum(axis=1))  # iso-sparse per group
+    assert int(out.sum()) == int(case.mask.sum())
+    assert not w1[~lay.active].any()
+    if lay.n > 1:
+        np.testing.assert_array_equal(w1, workload_targets(w0, lay))
+    for g in range(lay.num_groups):  # spread <= 1 among PEs that are not full
+        act = lay.active[g]
+        room = act & (w1[g] < lay.capacity[g])
+        if room.any() and act.any():
+            assert w1[g][act].max() <= w1[g][room].min() + 1
+    big = np.iinfo(np.int64).max
+    eq = np.where(lay.active, lay.capacity, big).min(axis=1) == np.where(
+        lay.active, lay.capacity, -1
+    ).max(axis=1)
+    n_act = lay.active.sum(axis=1)
+    for g in np.flatnonzero(eq & (n_act > 0)):  # equal capacities: floor(S/n) or ceil(S/n)
+        s_g = int(w0[g].sum())
+        got = sorted(w1[g][lay.active[g]].tolist())
+        want = [s_g // n_act[g]] * (n_act[g] - s_g % n_act[g]) + [-(-s_g // n_act[g])] * (
+            s_g % n_act[g]
+        )
+        assert got == sorted(want)
+
+
 @settings(max_examples=60, deadline=None)
 @given(case=cases())
 def test_magnitude_matches_brute_force(case: Case) -> None:
