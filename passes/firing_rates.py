@@ -75,19 +75,22 @@ def expected_cycles(
             out[name] = np.ones((1,) * w.ndim)
             continue
         mean = sums[name] / rows[name]
-        mod = wl[name]
-        if isinstance(mod, torch.nn.Conv2d):
-            out[name] = _window_sums(mean, mod).numpy()[None]
+        node = graph.node(name)
+        if node.op == "Conv":
+            pt, pl, _, _ = node.ints("pads")  # symmetric (the SNN module rejects others)
+            stride = (node.ints("strides")[0], node.ints("strides")[1])
+            kernel = (int(w.shape[2]), int(w.shape[3]))
+            out[name] = _window_sums(mean, kernel, stride, (pt, pl)).numpy()[None]
         else:
             out[name] = mean.numpy()[None]
     return out
 
 
-def _window_sums(mean: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+def _window_sums(
+    mean: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int]
+) -> torch.Tensor:
     """``[C, kh, kw]``: sum over output positions of the mean map at what each offset reads."""
-    kh, kw = conv.kernel_size
-    sh, sw = conv.stride
-    ph, pw = conv.padding  # type: ignore[misc]
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
     c, h, w = mean.shape
     padded = F.pad(mean, (pw, pw, ph, ph))
     oh = (h + 2 * ph - kh) // sh + 1
@@ -95,7 +98,6 @@ def _window_sums(mean: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     out = torch.empty((c, kh, kw), dtype=torch.float64)
     for i in range(kh):  # a loop over kernel offsets, not over weights or spikes
         for j in range(kw):
-            out[:, i, j] = padded[
-                :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw
-            ].sum(dim=(1, 2))
+            win = padded[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+            out[:, i, j] = win.sum(dim=(1, 2))
     return out
