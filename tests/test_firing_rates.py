@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, iterate_batches, load_dataset
+from uticompile.models.batches import iterate_batches
 from uticompile.models.snn import SNN
 from uticompile.passes.firing_rates import expected_cycles
 
@@ -30,6 +32,24 @@ def _hot(graph: Graph) -> Graph:
 
 
 @torch.no_grad()
+def _layer_inputs(graph: Graph, data: Dataset, layers: list[str]) -> dict[str, torch.Tensor]:
+    """What every weight layer reads, [rows, ...] over all training samples and timesteps."""
+    net = SNN(graph).eval()
+    wl = net.weight_layers()
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+
+    def keep(name: str) -> Any:
+        return lambda _m, a: seen[name].append(a[0].double())
+
+    handles = [wl[n].register_forward_pre_hook(keep(n)) for n in layers]
+    for x, _ in iterate_batches(data, "train", 64, shuffle=False, augment=False, generator=None):
+        net(x)
+    for h in handles:
+        h.remove()
+    return {n: torch.cat(v) for n, v in seen.items()}
+
+
+@torch.no_grad()
 def test_expected_cycles_equal_mean_matched_operations(
     small_graphs: dict[str, Graph], tiny: Dataset
 ) -> None:
@@ -39,19 +59,7 @@ def test_expected_cycles_equal_mean_matched_operations(
         graph = _hot(small_graphs[model])
         layers = [n.name for n in graph.weight_nodes()]
         cost = expected_cycles(graph, tiny, layers, samples=40)
-        net = SNN(graph).eval()
-        wl = net.weight_layers()
-        inputs: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
-        handles = [
-            wl[n].register_forward_pre_hook(lambda _m, a, n=n: inputs[n].append(a[0].double()))
-            for n in layers
-        ]
-        for x, _ in iterate_batches(
-            tiny, "train", 64, shuffle=False, augment=False, generator=None
-        ):
-            net(x)
-        for h in handles:
-            h.remove()
+        inputs = _layer_inputs(graph, tiny, layers)
         rng = np.random.default_rng(0)
         direct = {n.name for n in graph.weight_nodes() if n.inputs[0] == graph.input_name}
         fired = 0
@@ -64,7 +72,7 @@ def test_expected_cycles_equal_mean_matched_operations(
             assert c.shape == (1, *w.shape[1:])
             assert (c >= 0).all()
             mask = rng.random(w.shape) < 0.3
-            x = torch.cat(inputs[node.name])
+            x = inputs[node.name]
             m = torch.from_numpy(mask.astype(np.float64))
             if node.op == "Conv":
                 pt, pl, _, _ = node.ints("pads")
