@@ -471,74 +471,94 @@ def _cycle_swaps(
     pruned positions in) toward its ``target``: the pair that brings the load closest to it;
     ties drop the lowest ``|score|`` survivor and regrow the highest ``|score|`` position. A PE
     stops when no swap gets strictly closer. Each PE's error shrinks at every swap, so this
-    ends; at the end either ``|load - target| <= `` its largest cost, or it holds its cheapest
+    ends; at the end either ``|load - target| <=`` its largest cost, or it holds its cheapest
     (above) or dearest (below) positions for its count: the ``check_cycles_balanced`` bound.
     """
-    pending = np.flatnonzero(layout.active.ravel())
-    length = int(layout.capacity.max(initial=0))
-    for _ in range(_MAX_SWAP_PASSES):
-        if pending.size == 0:
-            return
-        moved = [np.empty(0, dtype=np.int64)]
-        for blk in _row_blocks(pending.size, length):
-            moved.append(_best_swaps(flat, layout, pending[blk], sflat, cflat, target))
-        pending = np.concatenate(moved)
-    raise PassError("internal: cycle balancing did not converge")  # each pass strictly improves
+    slots = np.flatnonzero(layout.active.ravel())
+    length = max(int(layout.capacity.max(initial=0)), 1)
+    for blk in _row_blocks(slots.size, length):
+        _swap_block(flat, layout, slots[blk], sflat, cflat, target)
 
 
-def _best_swaps(
+def _swap_block(
     flat: np.ndarray,
     layout: GroupLayout,
     slots: np.ndarray,
     sflat: np.ndarray,
     cflat: np.ndarray,
     target: np.ndarray,
-) -> np.ndarray:
-    """One swap pass over ``slots`` (applied to ``flat``); returns the slots that swapped."""
+) -> None:
+    """Swap passes over ``slots`` until none improves (see ``_cycle_swaps``), in place.
+
+    Each row's positions are sorted once by (cost, -|score|); a pass then finds, per survivor,
+    the nearest pruned positions to the cost that would zero the error with running
+    next/previous-candidate indices over that fixed order, so a pass costs O(rows x length)
+    without sorting.
+    """
     starts = layout.start.ravel()[slots]
     cap = layout.capacity.ravel()[slots]
     length = max(int(cap.max(initial=0)), 1)
+    nrows = slots.size
     col = np.arange(length)
     valid = col[None, :] < cap[:, None]
-    held = _gather_runs(flat, starts, length) & valid
-    cost = np.where(valid, _gather_runs(cflat, starts, length), 0.0)
+    cost = np.where(valid, _gather_runs(cflat, starts, length), np.inf)
     mag = np.abs(_gather_runs(sflat, starts, length))
-    err = (cost * held).sum(axis=1) - target[slots]
-    nrows = slots.size
-    # candidates per row sorted by (cost, -|score|); invalid ones sort last
-    cand = valid & ~held
-    ccost = np.where(cand, cost, np.inf)
-    order = np.lexsort((-mag, ccost), axis=1)
-    sorted_cost = np.take_along_axis(ccost, order, axis=1)
-    ncand = cand.sum(axis=1)
-    new_run = np.ones_like(cand)
-    new_run[:, 1:] = sorted_cost[:, 1:] != sorted_cost[:, :-1]
+    # by (cost, -|score|), invalid (inf) last: two stable single-key sorts beat one lexsort
+    by_mag = np.argsort(-mag, axis=1, kind="stable")
+    order = np.take_along_axis(
+        by_mag,
+        np.argsort(np.take_along_axis(cost, by_mag, axis=1), axis=1, kind="stable"),
+        axis=1,
+    )
+    scost = np.take_along_axis(cost, order, axis=1)
+    smag = np.take_along_axis(mag, order, axis=1)
+    svalid = np.isfinite(scost)
+    new_run = np.ones((nrows, length), dtype=bool)
+    new_run[:, 1:] = scost[:, 1:] != scost[:, :-1]
     run_start = np.maximum.accumulate(np.where(new_run, col[None, :], 0), axis=1)
-    # for every survivor, the nearest candidate costs to the one that zeroes the error
-    r, j = np.nonzero(held)
-    if r.size == 0:
-        return np.empty(0, dtype=np.int64)
-    hi = float(cost.max(initial=0.0)) + 1.0
+    hi = float(np.where(svalid, scost, 0.0).max(initial=0.0)) + 1.0
     off = 2.0 * hi + 2.0
-    keys = np.where(np.isfinite(sorted_cost), sorted_cost, hi) + off * np.arange(nrows)[:, None]
-    want = np.clip(cost[r, j] - err[r], -1.0, hi - 0.5)
-    pos = np.searchsorted(keys.ravel(), want + off * r) - r * length
-    right = np.minimum(pos, length - 1)
-    left = run_start[r, np.maximum(pos - 1, 0)]
-    base = err[r] - cost[r, j]
-    gap = np.full((r.size, 2), np.inf)
-    gap[:, 0] = np.where(pos < ncand[r], np.abs(base + sorted_cost[r, right]), np.inf)
-    gap[:, 1] = np.where(pos > 0, np.abs(base + sorted_cost[r, left]), np.inf)
-    pick = np.argmin(gap, axis=1)
-    best = gap[np.arange(r.size), pick]
-    into = np.where(pick == 0, right, left)
-    # per row: the smallest gap, ties to the lowest-|score| survivor, then to the better candidate
-    first = np.lexsort((into, mag[r, j], best, r))
-    head = first[np.r_[True, r[first][1:] != r[first][:-1]]]
-    rows = r[head]
-    tol = 1e-12 * (1.0 + np.abs(target[slots[rows]]) + hi)
-    go = best[head] < np.abs(err[rows]) - tol
-    rows, head = rows[go], head[go]
-    flat[starts[rows] + j[head]] = False
-    flat[starts[rows] + order[rows, into[head]]] = True
-    return np.asarray(slots[rows], dtype=np.int64)
+    keys = (np.where(svalid, scost, hi) + off * np.arange(nrows)[:, None]).ravel()
+    tgt = target[slots]
+    rows = np.arange(nrows)
+    for _ in range(_MAX_SWAP_PASSES):
+        if rows.size == 0:
+            return
+        held = np.take_along_axis(_gather_runs(flat, starts[rows], length), order[rows], axis=1)
+        held &= svalid[rows]
+        c = np.where(held, scost[rows], 0.0)
+        err = c.sum(axis=1) - tgt[rows]
+        cand = svalid[rows] & ~held
+        # next candidate at or after k (length if none), previous at or before k (-1 if none)
+        nxt = np.full((rows.size, length + 1), length)
+        nxt[:, :length] = np.where(cand, col[None, :], length)
+        nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]
+        prv = np.maximum.accumulate(np.where(cand, col[None, :], -1), axis=1)
+        i, j = np.nonzero(held)  # i indexes rows, j the sorted column of a survivor
+        if i.size == 0:
+            return
+        base = err[i] - scost[rows[i], j]  # the error once the survivor is out
+        want = np.clip(-base, -1.0, hi - 0.5)
+        k = np.searchsorted(keys, want + off * rows[i]) - rows[i] * length
+        right = nxt[i, k]
+        left = prv[i, np.maximum(k - 1, 0)]
+        has_left = (k > 0) & (left >= 0)
+        left = np.where(has_left, nxt[i, run_start[rows[i], np.maximum(left, 0)]], length)
+        gap = np.full((i.size, 2), np.inf)
+        ok_r = right < length
+        gap[ok_r, 0] = np.abs(base[ok_r] + scost[rows[i[ok_r]], right[ok_r]])
+        gap[has_left, 1] = np.abs(base[has_left] + scost[rows[i[has_left]], left[has_left]])
+        pick = np.argmin(gap, axis=1)
+        best = gap[np.arange(i.size), pick]
+        into = np.where(pick == 0, right, left)
+        # per row: the smallest gap, ties to the lowest-|score| survivor, then the better candidate
+        first = np.lexsort((into, smag[rows[i], j], best, i))
+        head = first[np.r_[True, i[first][1:] != i[first][:-1]]]
+        r = i[head]
+        tol = 1e-12 * (1.0 + np.abs(tgt[rows[r]]) + hi)
+        go = best[head] < np.abs(err[r]) - tol
+        r, head = r[go], head[go]
+        flat[starts[rows[r]] + order[rows[r], j[head]]] = False
+        flat[starts[rows[r]] + order[rows[r], into[head]]] = True
+        rows = rows[r]
+    raise PassError("internal: cycle balancing did not converge")  # each pass strictly improves
