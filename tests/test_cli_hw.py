@@ -29,7 +29,8 @@ def _prepare(g: Graph, path: Path, balanced: bool) -> Path:
         w = g.params[node.inputs[1]]
         mask = rng.random(w.shape) < 0.3
         if balanced:
-            mask = balance_mask(mask, group_layout(w.shape, 16, "sata"), "uticket", rng=rng)
+            lay = group_layout(w.shape, 16, "sata")  # ceil targets: every PE exactly equal
+            mask = balance_mask(mask, lay, "uticket", rng=rng, targets="ceil")
         g.params[node.inputs[1]] = np.where(mask, w, 0).astype(np.float32)
     for name, v in g.params.items():  # keep the layers firing
         if name.endswith("running_var"):
