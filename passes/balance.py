@@ -208,8 +208,8 @@ def check_cycles_balanced(
     holds its cheapest positions, below ``T`` its dearest. Raises PassError naming the group.
     """
     cflat = _cost(cost, layout)
-    flat = layout._flat_mask(mask)
-    target = np.repeat(group_mean_loads(layout._flat_mask(pruned), layout, cflat), layout.n)
+    flat, before = _flat(mask, layout), _flat(pruned, layout)
+    target = np.repeat(group_mean_loads(before, layout, cflat), layout.n)
     nz = np.flatnonzero(flat)
     load = np.bincount(layout.pe_of[nz], weights=cflat[nz], minlength=layout.num_slots)
     act = np.flatnonzero(layout.active.ravel())
@@ -234,6 +234,13 @@ def check_cycles_balanced(
 
 
 # --- argument checks ------------------------------------------------------------------------
+
+
+def _flat(mask: np.ndarray, layout: GroupLayout) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != layout.shape:
+        raise PassError(f"mask shape {m.shape} does not match the weight shape {layout.shape}")
+    return m.reshape(-1).astype(bool, copy=False)
 
 
 def _scores_flat(scores: np.ndarray | None, layout: GroupLayout) -> np.ndarray:
