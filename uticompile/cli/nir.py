@@ -1,0 +1,73 @@
+"""CLI commands for NIR exchange: ``import-nir`` and ``export-nir`` (thin shells over interop)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from uticompile.interop.nir_import import COMPARES, DEFAULT_DT
+
+_DT = click.option(
+    "--dt",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_DT,
+    show_default=True,
+    help="Time step in seconds that the NIR time constants are read at (the libraries write 1e-4).",
+)
+
+
+@click.command(name="import-nir")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--timesteps", "-T", type=click.IntRange(min=1), required=True)
+@_DT
+@click.option(
+    "--compare",
+    type=click.Choice(COMPARES),
+    default="ge",
+    show_default=True,
+    help="Spike when v >= threshold (SpikingJelly) or v > threshold (snnTorch).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+def import_nir_cmd(
+    model: Path, output: Path, timesteps: int, dt: float, compare: str, as_json: bool
+) -> None:
+    """Convert a NIR graph (SpikingJelly, snnTorch, ...) into a uticompile ONNX model."""
+    from uticompile.interop.nir_import import import_nir
+    from uticompile.onnx_export import save_onnx
+
+    graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare)
+    save_onnx(graph, output)
+    summary = {
+        "output": str(output),
+        "nodes": len(graph.nodes),
+        "neurons": sum(1 for _ in graph.lif_nodes()),
+        "input_shape": list(graph.input_shape),
+        "outputs": graph.num_classes,
+        "timesteps": timesteps,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+    else:
+        click.echo(
+            f"wrote {output}: {summary['nodes']} nodes, {summary['neurons']} spiking layers, "
+            f"input {tuple(graph.input_shape)}, {graph.num_classes} outputs, T={timesteps}"
+        )
+
+
+@click.command(name="export-nir")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@_DT
+def export_nir_cmd(model: Path, output: Path, dt: float) -> None:
+    """Write a uticompile ONNX model as a NIR graph (BatchNorm folded, LIF in float64)."""
+    from uticompile.interop.nir_export import export_nir
+    from uticompile.onnx_import import read_graph
+
+    export_nir(read_graph(model), output, dt=dt)
+    click.echo(f"wrote {output}")
+
+
+COMMANDS = (import_nir_cmd, export_nir_cmd)
