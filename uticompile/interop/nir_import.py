@@ -226,7 +226,7 @@ def nir_to_graph(
     compare: str = "ge",
     name: str = "nir_model",
 ) -> Graph:
-    """Convert a ``nir.NIRGraph`` into a validated IR graph run for ``timesteps`` steps of ``dt``."""
+    """Convert a ``nir.NIRGraph`` into a validated IR graph of ``timesteps`` steps of ``dt``."""
     nir = _nir()
     if timesteps < 1:
         raise ModelFormatError(f"timesteps must be >= 1, got {timesteps}")
