@@ -252,7 +252,8 @@ def nir_to_graph(
 
     b = _Builder(dt, compare)
     in_shape = tuple(int(v) for v in np.asarray(nodes[inputs[0]].input_type["input"]).ravel())
-    if len(in_shape) == 1:
+    features = len(in_shape) == 1  # the IR's input is C,H,W: features come in as F,1,1
+    if features:
         in_shape = (in_shape[0], 1, 1)
     if len(in_shape) != 3 or min(in_shape) < 1:
         raise ModelFormatError(f"input must be C,H,W or features, got shape {in_shape}")
@@ -265,6 +266,8 @@ def nir_to_graph(
         kind = type(node).__name__
         if key == inputs[0]:
             value[key] = input_name
+            if features:
+                value[key] = b.add("input.flatten", "Flatten", (input_name,), {}, in_shape[:1])
             continue
         srcs = [value[p] for p in preds[key] if p in value]
         if len(srcs) != len(preds[key]) or not srcs:
