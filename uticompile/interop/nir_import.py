@@ -288,6 +288,7 @@ def nir_to_graph(
         )
     _place_encoder(b, input_name)
     _recognize_max_pools(b)
+    _recognize_global_pools(b)
     graph = Graph(
         name=name if re.match(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$", name) else _ident(name, set()),
         input_name=input_name,
@@ -415,3 +416,11 @@ def _recognize_max_pools(b: _Builder) -> None:
         at = b.nodes.index(neuron)
         attrs = {"kernel_shape": (kh, kw), "strides": pool.ints("strides")}
         b.nodes[at] = Node(neuron.name, "MaxPool", pool.inputs, neuron.output, attrs)
+
+
+def _recognize_global_pools(b: _Builder) -> None:
+    """An average over the whole feature map is the IR's GlobalAveragePool (as exported)."""
+    for i, n in enumerate(b.nodes):
+        if n.op == "AveragePool" and not any(n.ints("pads")):
+            if n.ints("kernel_shape") == b.shapes[n.inputs[0]][1:]:
+                b.nodes[i] = Node(n.name, "GlobalAveragePool", n.inputs, n.output, {})
