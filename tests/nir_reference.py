@@ -32,7 +32,11 @@ def _windows(x: np.ndarray, k: tuple[int, int], s: tuple[int, int], p: tuple[int
 def _conv(node: Any, x: np.ndarray) -> np.ndarray:
     w = np.asarray(node.weight, np.float64)
     pad = node.padding
-    p = (w.shape[2] // 2, w.shape[3] // 2) if str(pad) == "same" else _pair(0 if str(pad) == "valid" else pad)
+    p = (
+        (w.shape[2] // 2, w.shape[3] // 2)
+        if str(pad) == "same"
+        else _pair(0 if str(pad) == "valid" else pad)
+    )
     win = _windows(x, (w.shape[2], w.shape[3]), _pair(node.stride), p)
     y = np.einsum("nchwij,ocij->nohw", win, w)
     return y + np.asarray(node.bias, np.float64)[None, :, None, None]

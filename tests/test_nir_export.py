@@ -46,7 +46,7 @@ def zoo_case(request: pytest.FixtureRequest) -> dict:
 
 
 def test_export_runs_like_onnxruntime(zoo_case: dict) -> None:
-    """The numpy NIR evaluator (float64, NIR's equations) gives onnxruntime's spikes, every layer."""
+    """The numpy NIR evaluator (float64, NIR's equations) gives onnxruntime's spikes everywhere."""
     folded, ort = zoo_case["folded"], zoo_case["ort"]
     out, spikes = NIREvaluator(graph_to_nir(zoo_case["graph"])).run(zoo_case["x"], T)
     lifs = list(folded.lif_nodes())
@@ -102,18 +102,22 @@ def test_neurons_are_float64_and_pruned_zeros_stay_zero() -> None:
     g = _lively("vgg_small")
     ng = graph_to_nir(g)
     lif = next(n for n in ng.nodes.values() if isinstance(n, nir.LIF))
-    assert lif.tau.dtype == np.float64 and lif.r.dtype == np.float64
+    assert lif.tau.dtype == np.float64
+    assert lif.r.dtype == np.float64
     np.testing.assert_array_equal(lif.tau, 2e-4)  # leak 0.5 at dt 1e-4
     folded = FoldBatchNorm()(g).module
     for n in folded.weight_nodes():
         w = ng.nodes[n.name].weight
         np.testing.assert_array_equal(w == 0, folded.params[n.inputs[1]] == 0)
     pool = ng.nodes["pool1"]  # a max-pool is AvgPool2d(2) + IF firing at half a spike's share
-    assert isinstance(pool, nir.IF) and isinstance(ng.nodes["pool1.avg"], nir.AvgPool2d)
+    assert isinstance(pool, nir.IF)
+    assert isinstance(ng.nodes["pool1.avg"], nir.AvgPool2d)
     np.testing.assert_array_equal(pool.v_threshold, 0.125)
 
 
 def test_subtract_reset_is_refused() -> None:
-    g = build_model("vgg_small", ModelSpec((1, 16, 16), 10, width=0.25, neuron=LIFParams(reset="subtract")))
+    g = build_model(
+        "vgg_small", ModelSpec((1, 16, 16), 10, width=0.25, neuron=LIFParams(reset="subtract"))
+    )
     with pytest.raises(ModelFormatError, match="node 'lif1': a subtract reset has no NIR form"):
         graph_to_nir(g)

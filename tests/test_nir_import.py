@@ -1,4 +1,4 @@
-"""NIR import: files written by SpikingJelly and snnTorch run in onnxruntime as the libraries ran them.
+"""NIR import: SpikingJelly's and snnTorch's files run in onnxruntime as the libraries ran them.
 
 The fixtures (tests/fixtures/nir, made by make_fixtures.py) hold each library's export and its own
 output on a static input repeated T times, so these tests need neither library installed.
@@ -62,15 +62,27 @@ def test_fixtures_cover_what_the_issue_lists() -> None:
         for name in NAMES
     }
     assert "Add" in ops["sj_residual"]
-    assert "AveragePool" in ops["sj_conv_lif"] and "AveragePool" in ops["snntorch_conv"]
-    assert ops["sj_if_reset"][-1] == "LIF" and ops["sj_conv_lif"][-1] == "Gemm"
+    assert "AveragePool" in ops["sj_conv_lif"]
+    assert "AveragePool" in ops["snntorch_conv"]
+    assert ops["sj_if_reset"][-1] == "LIF"
+    assert ops["sj_conv_lif"][-1] == "Gemm"
     raw = nir.read(FIXTURES / "sj_if_reset.nir")
-    resets = {float(np.asarray(n.v_reset).flat[0]) for n in raw.nodes.values() if hasattr(n, "v_reset")}
+    resets = {
+        float(np.asarray(n.v_reset).flat[0]) for n in raw.nodes.values() if hasattr(n, "v_reset")
+    }
     assert len(resets - {0.0}) >= 2  # v_reset != 0, in an IF and in a LIF
-    kinds = {type(n).__name__ for f in NAMES for n in nir.read(FIXTURES / f"{f}.nir").nodes.values()}
+    kinds = {
+        type(n).__name__ for f in NAMES for n in nir.read(FIXTURES / f"{f}.nir").nodes.values()
+    }
     assert {"IF", "LIF", "CubaLIF", "AvgPool2d", "Conv2d", "Affine", "Flatten"} <= kinds
-    lifs = [n for n in nir.read(FIXTURES / "sj_conv_lif.nir").nodes.values() if type(n).__name__ == "LIF"]
-    ratios = {round(float(np.asarray(n.r).flat[0] * 1e-4 / np.asarray(n.tau).flat[0]), 6) for n in lifs}
+    lifs = [
+        n
+        for n in nir.read(FIXTURES / "sj_conv_lif.nir").nodes.values()
+        if type(n).__name__ == "LIF"
+    ]
+    ratios = {
+        round(float(np.asarray(n.r).flat[0] * 1e-4 / np.asarray(n.tau).flat[0]), 6) for n in lifs
+    }
     assert ratios == {round(1 / 2.0, 6), 1.0}  # decay_input=True (r = 1) and False (r = tau/dt)
 
 
@@ -132,19 +144,38 @@ def test_sum_pool_and_max_pool_pair() -> None:
     nodes = {
         "input": nir.Input(np.array([2, 8, 8])),
         "conv": nir.Conv2d((8, 8), w, 1, 1, 1, 1, np.zeros(3, np.float32)),
-        "lif": nir.LIF(np.full((3, 8, 8), 2e-4), np.full((3, 8, 8), 2.0), np.zeros((3, 8, 8)),
-                       np.full((3, 8, 8), 1.0), np.zeros((3, 8, 8))),  # fmt: skip
+        "lif": nir.LIF(
+            np.full((3, 8, 8), 2e-4),
+            np.full((3, 8, 8), 2.0),
+            np.zeros((3, 8, 8)),
+            np.full((3, 8, 8), 1.0),
+            np.zeros((3, 8, 8)),
+        ),
         "avg": nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])),
         "max": nir.IF(np.full((3, 4, 4), 1e4), np.full((3, 4, 4), 0.125), np.zeros((3, 4, 4))),
         "sum": nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])),
         "flat": nir.Flatten({"input": np.array([3, 2, 2])}, 0, -1),
         "output": nir.Output(np.array([12])),
     }
-    edges = [("input", "conv"), ("conv", "lif"), ("lif", "avg"), ("avg", "max"),
-             ("max", "sum"), ("sum", "flat"), ("flat", "output")]  # fmt: skip
+    edges = [
+        ("input", "conv"),
+        ("conv", "lif"),
+        ("lif", "avg"),
+        ("avg", "max"),
+        ("max", "sum"),
+        ("sum", "flat"),
+        ("flat", "output"),
+    ]
     g = nir.NIRGraph(nodes=nodes, edges=edges)
     graph = nir_to_graph(g, timesteps=4)
-    assert [n.op for n in graph.nodes] == ["Conv", "DirectEncode", "LIF", "MaxPool", "SumPool", "Flatten"]
+    assert [n.op for n in graph.nodes] == [
+        "Conv",
+        "DirectEncode",
+        "LIF",
+        "MaxPool",
+        "SumPool",
+        "Flatten",
+    ]
     x = rng.uniform(0, 1, (3, 2, 8, 8)).astype(np.float32)
     ref, _ = NIREvaluator(g).run(x, 4)
     out = _ort(from_onnx(to_onnx(graph)), x)
@@ -154,7 +185,11 @@ def test_sum_pool_and_max_pool_pair() -> None:
 
 def _one_node(node: object, shape: tuple[int, ...] = (4,)) -> nir.NIRGraph:
     return nir.NIRGraph(
-        nodes={"input": nir.Input(np.array(shape)), "x": node, "output": nir.Output(np.array(shape))},
+        nodes={
+            "input": nir.Input(np.array(shape)),
+            "x": node,
+            "output": nir.Output(np.array(shape)),
+        },
         edges=[("input", "x"), ("x", "output")],
         type_check=False,
     )

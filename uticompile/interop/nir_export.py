@@ -101,6 +101,9 @@ def _node(nir: Any, g: Graph, n: Node, shapes: dict[str, tuple[int, ...]], dt: f
     if n.op == "Flatten":
         return nir.Flatten(input_type={"input": np.array(x)}, start_dim=0, end_dim=-1)
     if n.op in ("AveragePool", "SumPool", "GlobalAveragePool"):
+        k: tuple[int, ...]
+        s: tuple[int, ...]
+        pads: tuple[int, ...]
         if n.op == "GlobalAveragePool":
             k = s = (x[1], x[2])
             pads = (0, 0, 0, 0)

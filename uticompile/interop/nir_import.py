@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from uticompile.errors import ModelFormatError
-from uticompile.ir import Graph, LIFParams, Node, as_float32
+from uticompile.ir import AttrValue, Graph, LIFParams, Node, as_float32
 
 DEFAULT_DT = 1e-4
 COMPARES = ("ge", "gt")
@@ -245,9 +245,9 @@ def nir_to_graph(
             f"expected one Input and one Output node, found {len(inputs)} and {len(outputs)}"
         )
     preds: dict[str, list[str]] = {k: [] for k in nodes}
-    for a, b in edges:
-        if b in preds:
-            preds[b].append(a)
+    for src, dst in edges:
+        if dst in preds:
+            preds[dst].append(src)
     order = _topological(nodes, edges)
 
     b = _Builder(dt, compare)
@@ -292,7 +292,7 @@ def nir_to_graph(
     graph = Graph(
         name=name if re.match(r"^[A-Za-z_][A-Za-z0-9_.:/-]*$", name) else _ident(name, set()),
         input_name=input_name,
-        input_shape=in_shape,  # type: ignore[arg-type]
+        input_shape=in_shape,
         output_name=output,
         num_classes=b.shapes[output][0],
         timesteps=timesteps,
@@ -414,13 +414,13 @@ def _recognize_max_pools(b: _Builder) -> None:
             continue
         b.nodes.remove(pool)
         at = b.nodes.index(neuron)
-        attrs = {"kernel_shape": (kh, kw), "strides": pool.ints("strides")}
+        attrs: dict[str, AttrValue] = {"kernel_shape": (kh, kw), "strides": pool.ints("strides")}
         b.nodes[at] = Node(neuron.name, "MaxPool", pool.inputs, neuron.output, attrs)
 
 
 def _recognize_global_pools(b: _Builder) -> None:
     """An average over the whole feature map is the IR's GlobalAveragePool (as exported)."""
     for i, n in enumerate(b.nodes):
-        if n.op == "AveragePool" and not any(n.ints("pads")):
-            if n.ints("kernel_shape") == b.shapes[n.inputs[0]][1:]:
-                b.nodes[i] = Node(n.name, "GlobalAveragePool", n.inputs, n.output, {})
+        whole = n.op == "AveragePool" and n.ints("kernel_shape") == b.shapes[n.inputs[0]][1:]
+        if whole and not any(n.ints("pads")):
+            b.nodes[i] = Node(n.name, "GlobalAveragePool", n.inputs, n.output, {})
