@@ -13,9 +13,9 @@ from uticompile.errors import ModelFormatError
 from uticompile.interop.nir_export import export_nir, graph_to_nir, nir_bytes
 from uticompile.interop.nir_import import import_nir
 from uticompile.ir import Graph, LIFParams
+from uticompile.models.ort_eval import session
 from uticompile.models.zoo import ZOO, ModelSpec, build_model
 from uticompile.onnx_export import to_onnx
-from uticompile.ort_eval import session
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
 T = 4

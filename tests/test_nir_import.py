@@ -15,9 +15,9 @@ import pytest
 from tests.nir_reference import NIREvaluator
 from uticompile.errors import ModelFormatError
 from uticompile.interop.nir_import import import_nir, nir_to_graph
+from uticompile.models.ort_eval import session
 from uticompile.onnx_export import to_onnx
 from uticompile.onnx_import import from_onnx
-from uticompile.ort_eval import session
 
 FIXTURES = Path(__file__).with_name("fixtures") / "nir"
 NAMES = ["sj_conv_lif", "sj_if_reset", "sj_residual", "sj_cubalif", "sj_digits", "snntorch_conv"]
