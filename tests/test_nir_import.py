@@ -249,3 +249,33 @@ def test_bad_files_and_graphs(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelFormatError, match="recurrent graphs are not supported"):
         nir_to_graph(loop, timesteps=2)
+
+
+def test_map_takes_whole_map_pools_and_refuses_window_pools() -> None:
+    from uticompile.errors import PassError
+    from uticompile.hardware import load_hardware
+    from uticompile.passes.pipeline import MapConfig, compile_graph
+
+    hw = load_hardware(None)
+    whole = import_nir(FIXTURES / "sj_digits.nir", timesteps=T)
+    module = compile_graph(whole, MapConfig(pes=4), hw, 2.0)
+    assert [layer.kind for layer in module.layers][-4:] == ["SUMPOOL", "FLATTEN", "FC", "LIF"]
+    window = import_nir(FIXTURES / "sj_conv_lif.nir", timesteps=T)
+    with pytest.raises(PassError, match="window pooling is not mapped"):
+        compile_graph(window, MapConfig(pes=4), hw, 2.0)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("sj_")])
+def test_spikingjelly_runs_its_fixture_as_recorded(name: str) -> None:
+    """Where SpikingJelly is installed: its own importer runs the committed file as recorded."""
+    pytest.importorskip("nirtorch")
+    torch = pytest.importorskip("torch")
+    sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange")
+    data = np.load(FIXTURES / f"{name}.npz")
+    net = sj.import_from_nir(str(FIXTURES / f"{name}.nir"), dt=1e-4)
+    state, outs = None, []
+    with torch.no_grad():
+        for _ in range(T):
+            y, state = net(torch.from_numpy(data["x"]), state)
+            outs.append(y.numpy())
+    _agree(np.stack(outs), data["out"], bool(data["spiking"]))
