@@ -279,3 +279,19 @@ def test_spikingjelly_runs_its_fixture_as_recorded(name: str) -> None:
             y, state = net(torch.from_numpy(data["x"]), state)
             outs.append(y.numpy())
     _agree(np.stack(outs), data["out"], bool(data["spiking"]))
+
+
+def test_leak_drive_needs_a_layer_of_its_own() -> None:
+    """v_leak != v_reset becomes a bias; a layer that also feeds another node cannot take it."""
+    f = lambda v: np.full(2, v)  # noqa: E731
+    g = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(np.array([2])),
+            "fc": nir.Linear(np.eye(2, dtype=np.float32)),
+            "lif": nir.LIF(f(2e-4), f(1.0), f(0.5), f(1.0), f(0.0)),
+            "output": nir.Output(np.array([2])),
+        },
+        edges=[("input", "fc"), ("fc", "lif"), ("fc", "output"), ("lif", "output")],
+    )
+    with pytest.raises(ModelFormatError, match="node 'lif': v_leak != v_reset needs a conv"):
+        nir_to_graph(g, timesteps=2)

@@ -116,6 +116,7 @@ class _Builder:
         self.params: dict[str, np.ndarray] = {}
         self.taken: set[str] = set()
         self.shapes: dict[str, tuple[int, ...]] = {}
+        self.exclusive: set[str] = set()  # values that exactly one NIR edge reads
 
     def add(self, key: str, op: str, inputs: tuple[str, ...], attrs: dict, shape: tuple) -> str:
         name = _ident(key, self.taken)
@@ -174,8 +175,7 @@ class _Builder:
 
     def _add_bias(self, key: str, x: str, drive: float) -> None:
         layer = next((n for n in self.nodes if n.output == x), None)
-        readers = [n for n in self.nodes if x in n.inputs]
-        if layer is None or layer.op not in ("Conv", "Gemm") or readers:
+        if layer is None or layer.op not in ("Conv", "Gemm") or x not in self.exclusive:
             raise ModelFormatError(
                 f"node {key!r}: v_leak != v_reset needs a conv or linear layer of its own "
                 "before the neuron"
@@ -281,6 +281,8 @@ def nir_to_graph(
                 )
             x = b.add(f"{key}.sum{i}", "Add", (x, other), {}, b.shapes[x])
         value[key] = _convert(b, key, kind, node, x)
+        if sum(1 for src, _ in edges if src == key) == 1:
+            b.exclusive.add(value[key])
     output = value[outputs[0]]
     if len(b.shapes[output]) != 1:
         output = b.add(
