@@ -295,3 +295,17 @@ def test_leak_drive_needs_a_layer_of_its_own() -> None:
     )
     with pytest.raises(ModelFormatError, match="node 'lif': v_leak != v_reset needs a conv"):
         nir_to_graph(g, timesteps=2)
+
+
+def test_snntorch_subtract_reset_is_not_representable() -> None:
+    """snnTorch's default subtract reset is written as a reset to 0, and is no IR reset either.
+
+    snnTorch subtracts after the decay (``mem = beta*mem + x - s*theta``); the IR's subtract reset
+    decays the reduced membrane (``beta*(mem - theta) + x``). The import (a hard reset, as the file
+    says) therefore differs from what snnTorch ran: such networks need ``reset_mechanism="zero"``.
+    """
+    data = np.load(FIXTURES / "snntorch_subtract.npz")
+    assert str(data["reset"]) == "subtract"
+    graph = import_nir(FIXTURES / "snntorch_subtract.nir", timesteps=T, compare="gt")
+    assert {n.lif().reset for n in graph.lif_nodes()} == {"hard"}
+    assert np.any(_ort(graph, data["x"]) != data["out"])
