@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from uticompile.cli.options import emit, json_option
 from uticompile.interop.nir_import import COMPARES, DEFAULT_DT
 
-_DT = click.option(
+_dt_option = click.option(
     "--dt",
     type=click.FloatRange(min=0, min_open=True),
     default=DEFAULT_DT,
@@ -22,7 +22,7 @@ _DT = click.option(
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--timesteps", "-T", type=click.IntRange(min=1), required=True)
-@_DT
+@_dt_option
 @click.option(
     "--compare",
     type=click.Choice(COMPARES),
@@ -30,7 +30,7 @@ _DT = click.option(
     show_default=True,
     help="Spike when v >= threshold (SpikingJelly) or v > threshold (snnTorch).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+@json_option
 def import_nir_cmd(
     model: Path, output: Path, timesteps: int, dt: float, compare: str, as_json: bool
 ) -> None:
@@ -40,27 +40,27 @@ def import_nir_cmd(
 
     graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare)
     save_onnx(graph, output)
+    neurons = sum(1 for _ in graph.lif_nodes())
     summary = {
         "output": str(output),
         "nodes": len(graph.nodes),
-        "neurons": sum(1 for _ in graph.lif_nodes()),
+        "neurons": neurons,
         "input_shape": list(graph.input_shape),
         "outputs": graph.num_classes,
         "timesteps": timesteps,
     }
-    if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
-    else:
-        click.echo(
-            f"wrote {output}: {summary['nodes']} nodes, {summary['neurons']} spiking layers, "
-            f"input {tuple(graph.input_shape)}, {graph.num_classes} outputs, T={timesteps}"
-        )
+    emit(
+        as_json,
+        summary,
+        f"wrote {output}: {len(graph.nodes)} nodes, {neurons} spiking layers, "
+        f"input {tuple(graph.input_shape)}, {graph.num_classes} outputs, T={timesteps}",
+    )
 
 
 @click.command(name="export-nir")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@_DT
+@_dt_option
 def export_nir_cmd(model: Path, output: Path, dt: float) -> None:
     """Write a uticompile ONNX model as a NIR graph (BatchNorm folded, LIF in float64)."""
     from uticompile.interop.nir_export import export_nir

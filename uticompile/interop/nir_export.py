@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from uticompile.errors import ModelFormatError
+from uticompile.errors import InvariantError, ModelFormatError
 from uticompile.fileio import atomic_write_bytes
 from uticompile.interop.nir_import import DEFAULT_DT, _nir
 from uticompile.ir import Graph, Node
@@ -75,7 +75,7 @@ def graph_to_nir(graph: Graph, *, dt: float = DEFAULT_DT) -> Any:
     try:
         return nir.NIRGraph(nodes=nodes, edges=edges, type_check=True)
     except Exception as exc:  # pragma: no cover - an invariant: our shapes are consistent
-        raise AssertionError(f"NIR rejected the exported graph: {exc}") from exc
+        raise InvariantError(f"NIR rejected the exported graph: {exc}") from exc
 
 
 def _node(nir: Any, g: Graph, n: Node, shapes: dict[str, tuple[int, ...]], dt: float) -> Any:
