@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from uticompile.cli.options import emit, json_option
-from uticompile.interop.nir_import import COMPARES, DEFAULT_DT
+from uticompile.interop.nir_time import COMPARES, DEFAULT_DT
 
 _dt_option = click.option(
     "--dt",

@@ -22,14 +22,20 @@ import numpy as np
 
 from uticompile.errors import InvariantError, ModelFormatError
 from uticompile.fileio import atomic_write_bytes
-from uticompile.interop.nir_import import DEFAULT_DT, _nir
+from uticompile.interop.nir_import import nir_package
+from uticompile.interop.nir_time import (
+    DEFAULT_DT,
+    if_resistance,
+    lif_constants,
+    max_pool_threshold,
+)
 from uticompile.ir import Graph, Node
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
 
 def graph_to_nir(graph: Graph, *, dt: float = DEFAULT_DT) -> Any:
     """The ``nir.NIRGraph`` of ``graph`` (validated first; BatchNorm folded)."""
-    nir = _nir()
+    nir = nir_package()
     if not (dt > 0 and np.isfinite(dt)):
         raise ModelFormatError(f"dt must be positive, got {dt}")
     graph.validate()
@@ -63,8 +69,8 @@ def graph_to_nir(graph: Graph, *, dt: float = DEFAULT_DT) -> Any:
             )
             size = shapes[n.output]
             fire = nir.IF(
-                r=np.full(size, 1.0 / dt),
-                v_threshold=np.full(size, 0.5 / (k[0] * k[1])),
+                r=np.full(size, if_resistance(1.0, dt)),
+                v_threshold=np.full(size, max_pool_threshold((k[0], k[1]))),
                 v_reset=np.zeros(size),
             )
             emit(n.name, fire, n.output, f"{n.name}.avg")
@@ -126,10 +132,13 @@ def _neuron(nir: Any, n: Node, shape: tuple[int, ...], dt: float) -> Any:
         )
     full = lambda v: np.full(shape, v, dtype=np.float64)  # noqa: E731
     if p.leak == 1.0:
-        return nir.IF(r=full(p.gain / dt), v_threshold=full(p.threshold), v_reset=full(0.0))
+        return nir.IF(
+            r=full(if_resistance(p.gain, dt)), v_threshold=full(p.threshold), v_reset=full(0.0)
+        )
+    tau, r = lif_constants(p.leak, p.gain, dt)
     return nir.LIF(
-        tau=full(dt / (1.0 - p.leak)),
-        r=full(p.gain / (1.0 - p.leak)),
+        tau=full(tau),
+        r=full(r),
         v_leak=full(0.0),
         v_threshold=full(p.threshold),
         v_reset=full(0.0),
@@ -138,7 +147,7 @@ def _neuron(nir: Any, n: Node, shape: tuple[int, ...], dt: float) -> Any:
 
 def nir_bytes(nir_graph: Any) -> bytes:
     """The HDF5 bytes of ``nir_graph`` (written in memory, so the file can appear atomically)."""
-    nir = _nir()
+    nir = nir_package()
     buf = io.BytesIO()
     nir.write(buf, nir_graph)
     return buf.getvalue()

@@ -1,17 +1,12 @@
 """NIR -> IR: bring a network trained in SpikingJelly, snnTorch, Norse, ... into uticompile.
 
-NIR neurons are continuous-time (``tau dv/dt = (v_leak - v) + r*I``, spike at ``v_threshold``,
-reset to ``v_reset``); a file carries no dt, no T and no reset mode. Forward Euler at step ``dt``
-maps them exactly onto the IR's LIF in the shifted membrane ``u = v - v_reset`` (which starts at
-0, i.e. ``v`` starts at ``v_reset``, as in SpikingJelly):
-
-- ``leak = 1 - dt/tau``, ``gain = r*dt/tau``, ``threshold = v_threshold - v_reset``, hard reset;
-- a nonzero ``v_leak - v_reset`` is a constant drive: the bias ``(v_leak - v_reset)/r`` added to
-  the weight layer that feeds the neuron;
-- IF is leak 1 and ``gain = r*dt``; CubaLIF with ``tau_syn == dt`` is a LIF whose input is
-  ``w_in`` times larger (its synaptic current is exactly the present input);
-- ``compare="gt"`` (snnTorch fires on ``v > threshold``) uses the next float32 above the
-  threshold, which for float32 membranes is the same test.
+NIR neurons are continuous-time and a file carries no dt, no T and no reset mode: forward Euler
+at step ``dt`` maps them exactly onto the IR's LIF with a hard reset (the rules, shared with the
+export, are in ``nir_time``), in the membrane ``u = v - v_reset``, which starts at 0 (``v`` at
+``v_reset``, as in SpikingJelly). A nonzero ``v_leak - v_reset`` becomes a bias of the weight layer
+that feeds the neuron; CubaLIF with ``tau_syn == dt`` is a LIF whose input is ``w_in`` times
+larger (its synaptic current is exactly the present input); ``compare="gt"`` (snnTorch) fires on
+``>``.
 
 Several edges into one node are a sum (IR ``Add``). The analog input is a static frame repeated
 at every timestep (``DirectEncode`` after the first conv, or on the input). An ``AvgPool2d`` over
@@ -29,15 +24,23 @@ from typing import Any
 import numpy as np
 
 from uticompile.errors import ModelFormatError
-from uticompile.ir import AttrValue, Graph, LIFParams, Node, as_float32
+from uticompile.interop.nir_time import (
+    COMPARES,
+    DEFAULT_DT,
+    if_gain,
+    is_max_pool_threshold,
+    leak_drive,
+    lif_step,
+    spike_threshold,
+)
+from uticompile.ir import AttrValue, Graph, LIFParams, Node
 
-DEFAULT_DT = 1e-4
-COMPARES = ("ge", "gt")
 #: Surrogate used when an imported network is trained again (SpikingJelly's and snnTorch's default).
 _SURROGATE = {"surrogate": "atan", "alpha": 2.0}
 
 
-def _nir() -> Any:
+def nir_package() -> Any:
+    """The ``nir`` package (a dependency; named here so that a broken install is one line)."""
     try:
         import nir
     except ImportError:  # pragma: no cover - nir is a dependency
@@ -50,7 +53,7 @@ def read_nir(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     if not p.is_file():
         raise ModelFormatError(f"{p}: no such file")
-    nir = _nir()
+    nir = nir_package()
     try:
         return nir.read(p, type_check=False)
     except Exception as exc:  # h5py and nir raise many types for foreign or broken files
@@ -134,7 +137,7 @@ class _Builder:
         dt = self.dt
         drive = 0.0
         if kind == "IF":
-            leak, gain, v_reset = 1.0, s("r") * dt, s("v_reset")
+            leak, gain, v_reset = 1.0, if_gain(s("r"), dt), s("v_reset")
         else:
             tau = s("tau_mem") if kind == "CubaLIF" else s("tau")
             r, v_reset = s("r"), s("v_reset")
@@ -143,9 +146,9 @@ class _Builder:
                     f"node {key!r}: tau {tau:g} is below dt {dt:g} (the leak would be negative); "
                     "pass the dt the file was written for with --dt"
                 )
-            leak, gain = 1.0 - dt / tau, r * dt / tau
+            leak, gain = lif_step(tau, r, dt)
             if r != 0.0:
-                drive = (s("v_leak") - v_reset) / r
+                drive = leak_drive(s("v_leak"), v_reset, r)
             if kind == "CubaLIF":
                 tau_syn = s("tau_syn")
                 if not np.isclose(tau_syn, dt, rtol=1e-6, atol=0.0):
@@ -159,9 +162,7 @@ class _Builder:
             raise ModelFormatError(f"node {key!r}: the input gain r*dt/tau must be positive")
         if not theta > 0.0:
             raise ModelFormatError(f"node {key!r}: v_threshold must lie above v_reset")
-        threshold = as_float32(theta)
-        if self.compare == "gt":
-            threshold = float(np.nextafter(np.float32(threshold), np.float32(np.inf)))
+        threshold = spike_threshold(theta, self.compare)
         if drive != 0.0:
             self._add_bias(key, x, drive)
         params = LIFParams(
@@ -227,7 +228,7 @@ def nir_to_graph(
     name: str = "nir_model",
 ) -> Graph:
     """Convert a ``nir.NIRGraph`` into a validated IR graph of ``timesteps`` steps of ``dt``."""
-    nir = _nir()
+    nir = nir_package()
     if timesteps < 1:
         raise ModelFormatError(f"timesteps must be >= 1, got {timesteps}")
     if not (dt > 0 and np.isfinite(dt)):
@@ -411,8 +412,7 @@ def _recognize_max_pools(b: _Builder) -> None:
         neuron = readers[0]
         p = neuron.lif()
         kh, kw = pool.ints("kernel_shape")
-        share = np.float32(1.0) / np.float32(kh * kw)  # one spike's average, as pooling rounds it
-        if p.leak != 1.0 or p.gain != 1.0 or not 0.0 < p.threshold < float(share):
+        if p.leak != 1.0 or p.gain != 1.0 or not is_max_pool_threshold(p.threshold, (kh, kw)):
             continue
         b.nodes.remove(pool)
         at = b.nodes.index(neuron)
