@@ -131,3 +131,18 @@ def test_subtract_reset_is_refused() -> None:
     )
     with pytest.raises(ModelFormatError, match="node 'lif1': a subtract reset has no NIR form"):
         graph_to_nir(g)
+
+
+def test_float64_time_constants_give_back_every_float32_leak_and_gain() -> None:
+    """Stored as float64, tau and r give the leak and gain back exactly (float32 would not)."""
+    from uticompile.interop.nir_time import lif_constants, lif_step
+
+    rng = np.random.default_rng(0)
+    leak = rng.uniform(0, 1, 100_000).astype(np.float32)
+    gain = rng.uniform(0.01, 4, 100_000).astype(np.float32)
+    tau, r = lif_constants(leak.astype(np.float64), gain.astype(np.float64), 1e-4)
+    back_leak, back_gain = lif_step(tau, r, 1e-4)
+    np.testing.assert_array_equal(back_leak.astype(np.float32), leak)
+    np.testing.assert_array_equal(back_gain.astype(np.float32), gain)
+    lossy, _ = lif_step(tau.astype(np.float32).astype(np.float64), r, 1e-4)
+    assert np.mean(lossy.astype(np.float32) == leak) < 0.8  # why the file holds float64
