@@ -309,3 +309,25 @@ def test_snntorch_subtract_reset_is_not_representable() -> None:
     graph = import_nir(FIXTURES / "snntorch_subtract.nir", timesteps=T, compare="gt")
     assert {n.lif().reset for n in graph.lif_nodes()} == {"hard"}
     assert np.any(_ort(graph, data["x"]) != data["out"])
+
+
+def test_pytorch_interpreter_runs_imported_pools() -> None:
+    """What prune trains (models.snn) computes what onnxruntime computes, window pools included."""
+    torch = pytest.importorskip("torch")
+    from uticompile.models.snn import SNN
+
+    data = np.load(FIXTURES / "sj_conv_lif.npz")
+    graph = import_nir(FIXTURES / "sj_conv_lif.nir", timesteps=T)
+    window = graph.copy()  # the same net with its average pool as a sum pool, padded
+    pool = next(n for n in window.nodes if n.op == "AveragePool")
+    pool.op, pool.attrs = (
+        "SumPool",
+        {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)},
+    )
+    fc = next(n for n in window.nodes if n.op == "Gemm")
+    window.params[fc.inputs[1]] = window.params[fc.inputs[1]] / 9
+    for g in (graph, window):
+        with torch.no_grad():
+            ours = SNN(g)(torch.from_numpy(data["x"])).numpy()
+        ref = _ort(g, data["x"])
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
