@@ -48,7 +48,7 @@ def zoo_case(request: pytest.FixtureRequest) -> dict:
 def test_export_runs_like_onnxruntime(zoo_case: dict) -> None:
     """The numpy NIR evaluator (float64, NIR's equations) gives onnxruntime's spikes everywhere."""
     folded, ort = zoo_case["folded"], zoo_case["ort"]
-    out, spikes = NIREvaluator(graph_to_nir(zoo_case["graph"])).run(zoo_case["x"], T)
+    out, spikes = NIREvaluator(graph_to_nir(zoo_case["folded"])).run(zoo_case["x"], T)
     lifs = list(folded.lif_nodes())
     assert ort[lifs[-1].output + ".spikes"].any()  # the deepest layer still fires
     for n in lifs:
@@ -59,7 +59,7 @@ def test_export_runs_like_onnxruntime(zoo_case: dict) -> None:
 
 def test_import_of_export_is_identical(zoo_case: dict, tmp_path: Path) -> None:
     path = tmp_path / "m.nir"
-    export_nir(zoo_case["graph"], path)
+    export_nir(zoo_case["folded"], path)
     back = import_nir(path, timesteps=T)
     assert [n.op for n in back.nodes] == [
         n.op for n in zoo_case["folded"].nodes
@@ -85,7 +85,7 @@ def test_spikingjelly_runs_the_export(zoo_case: dict, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     sj = pytest.importorskip("spikingjelly.activation_based.nir_exchange")
     path = tmp_path / "m.nir"
-    export_nir(zoo_case["graph"], path)
+    export_nir(zoo_case["folded"], path)
     net = sj.import_from_nir(str(path), dt=1e-4)
     seen: dict[str, list] = {}
     for name, module in net.named_modules():
@@ -110,7 +110,9 @@ def test_spikingjelly_runs_the_export(zoo_case: dict, tmp_path: Path) -> None:
 
 def test_neurons_are_float64_and_pruned_zeros_stay_zero() -> None:
     g = _lively("vgg_small")
-    ng = graph_to_nir(g)
+    with pytest.raises(ModelFormatError, match="node 'bn1': NIR has no BatchNorm; fold it first"):
+        graph_to_nir(g)
+    ng = graph_to_nir(FoldBatchNorm()(g).module)
     lif = next(n for n in ng.nodes.values() if isinstance(n, nir.LIF))
     assert lif.tau.dtype == np.float64
     assert lif.r.dtype == np.float64
@@ -130,7 +132,7 @@ def test_subtract_reset_is_refused() -> None:
         "vgg_small", ModelSpec((1, 16, 16), 10, width=0.25, neuron=LIFParams(reset="subtract"))
     )
     with pytest.raises(ModelFormatError, match="node 'lif1': a subtract reset has no NIR form"):
-        graph_to_nir(g)
+        graph_to_nir(FoldBatchNorm()(g).module)
 
 
 def test_float64_time_constants_give_back_every_float32_leak_and_gain() -> None:

@@ -65,8 +65,9 @@ def export_nir_cmd(model: Path, output: Path, dt: float) -> None:
     """Write a uticompile ONNX model as a NIR graph (BatchNorm folded, LIF in float64)."""
     from uticompile.interop.nir_export import export_nir
     from uticompile.onnx_import import read_graph
+    from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
-    export_nir(read_graph(model), output, dt=dt)
+    export_nir(FoldBatchNorm()(read_graph(model)).module, output, dt=dt)
     click.echo(f"wrote {output}")
 
 

@@ -2,7 +2,8 @@
 
 The inverse of ``nir_import`` at the same ``dt``:
 
-- BatchNorm is folded first (NIR has no BatchNorm node); pruned zeros stay zeros;
+- BatchNorm must be folded first (NIR has no BatchNorm node; ``export-nir`` folds it with the
+  FoldBatchNorm pass, which the core cannot import); pruned zeros stay zeros;
 - LIF -> ``nir.LIF`` with ``tau = dt/(1 - leak)``, ``r = gain/(1 - leak)``, ``v_leak = v_reset =
   0``, stored as float64 (in float32 the leak is not recovered exactly), or ``nir.IF`` with
   ``r = gain/dt`` where the leak is 1; a subtract reset has no NIR form and is refused;
@@ -30,16 +31,20 @@ from uticompile.interop.nir_time import (
     max_pool_threshold,
 )
 from uticompile.ir import Graph, Node
-from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
 
 def graph_to_nir(graph: Graph, *, dt: float = DEFAULT_DT) -> Any:
-    """The ``nir.NIRGraph`` of ``graph`` (validated first; BatchNorm folded)."""
+    """The ``nir.NIRGraph`` of ``graph`` (validated first; BatchNorm must be folded)."""
     nir = nir_package()
     if not (dt > 0 and np.isfinite(dt)):
         raise ModelFormatError(f"dt must be positive, got {dt}")
     graph.validate()
-    g = FoldBatchNorm()(graph).module
+    g = graph
+    bn = next((n for n in g.nodes if n.op == "BatchNormalization"), None)
+    if bn is not None:
+        raise ModelFormatError(
+            f"node {bn.name!r}: NIR has no BatchNorm; fold it first (passes.FoldBatchNorm)"
+        )
     shapes = g.shapes()
     nodes: dict[str, Any] = {"input": nir.Input(input_type=np.array(g.input_shape))}
     sources: dict[str, list[str]] = {g.input_name: ["input"]}  # IR value -> NIR nodes summed
