@@ -282,7 +282,7 @@ def nir_to_graph(
                 )
             x = b.add(f"{key}.sum{i}", "Add", (x, other), {}, b.shapes[x])
         value[key] = _convert(b, key, kind, node, x)
-        if sum(1 for src, _ in edges if src == key) == 1:
+        if value[key] != x and sum(1 for src, _ in edges if src == key) == 1:
             b.exclusive.add(value[key])
     output = value[outputs[0]]
     if len(b.shapes[output]) != 1:
