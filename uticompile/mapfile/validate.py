@@ -365,10 +365,14 @@ def _check_layer_graph(
         lambda i: f"reset {reset[i]} is neither {RESET_HARD} nor {RESET_SUBTRACT}",
     )
     last = n_layers - 1
-    if kind[last] != KIND_FC or _shape(outs[last]) != (int(model["num_classes"]), 1, 1):
+    head = last  # the classifier: the last layer, or the FC its spiking output neuron reads
+    if kind[last] == KIND_LIF and 0 <= int(in0[last]) < last:
+        head = int(in0[last])
+    if kind[head] != KIND_FC or _shape(outs[last]) != (int(model["num_classes"]), 1, 1):
         ck.fail(
             f"LAYR[{last}]: the last layer must be the FC producing the "
-            f"{int(model['num_classes'])} logits, not {kname(last)} {_shape(outs[last])}"
+            f"{int(model['num_classes'])} logits, not {kname(last)} {_shape(outs[last])} "
+            "(or a LIF reading that FC)"
         )
 
 
