@@ -93,7 +93,7 @@ def _prepare(paths: ShrinkPaths, identity: dict[str, Any], resume: bool) -> None
                 f"run directory {paths.root} is not empty: pass --resume to continue it "
                 "or choose another directory"
             )
-        if not paths.config.exists() or json.loads(paths.config.read_text()) != identity:
+        if not paths.config.exists() or json.loads(paths.config.read_text()) != json.loads(text):
             raise ConfigError(
                 f"run directory {paths.root} holds a run with other options (or another model "
                 "or dataset); choose another directory"
