@@ -1,4 +1,4 @@
-"""``uticompile shrink``: stages, resume, costs, one pass alone, and what follows it (prune, map)."""
+"""``uticompile shrink``: stages, resume, costs, each pass alone, and what follows (prune, map)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,8 @@ def full_run(
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
 def test_report_has_spectrum_widths_accuracy_per_t_and_costs(full_run: tuple[Path, Any]) -> None:
@@ -82,11 +81,9 @@ def test_latency_at_each_t_is_t_times_the_cycles_per_step_run_measures(
         mapped = tmp_path / f"T{T}.map"
         model = ShrinkPaths(run).temporal(T).model
         assert main(["map", str(model), "--pes", "16", "-o", str(mapped)]) == 0
-        out = CliRunner().invoke(
-            main_cli(), ["run", str(mapped), "--samples", "8", "--json"]
-        )
+        out = CliRunner().invoke(main_cli(), ["run", str(mapped), "--samples", "8", "--json"])
         assert out.exit_code == 0, out.output
-        measured = json.loads(out.output[out.output.index("{"):])
+        measured = json.loads(out.output[out.output.index("{") :])
         per_step = measured["latency"] / measured["samples"] / T  # what run measures per step
         assert cost["latency"] == pytest.approx(T * per_step, rel=1e-12)
         assert cost["cycles_per_step"] == pytest.approx(per_step, rel=1e-12)
@@ -107,9 +104,13 @@ def test_interrupted_run_resumes_to_identical_files(
 
     def killer(stage: str, epoch: int) -> Any:
         def on_event(e: ShrinkEvent) -> None:
-            if e.kind == "step" and e.stage == stage and e.step is not None:
-                if e.step.epoch == epoch:
-                    raise Kill
+            if (
+                e.kind == "step"
+                and e.stage == stage
+                and e.step is not None
+                and e.step.epoch == epoch
+            ):
+                raise Kill
 
         return on_event
 
@@ -182,7 +183,8 @@ def test_impossible_options_are_one_line_errors(
     code = main(["shrink", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "s.onnx"), *args])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.count("\n") == 1 and message in err, err
+    assert err.count("\n") == 1, err
+    assert message in err, err
     assert "Traceback" not in err
     assert not (tmp_path / "s.run").exists()  # refused before any work
 
@@ -203,7 +205,9 @@ def test_cli_shrink_json_and_resume(
     assert payload["spatial"] is None  # only --timesteps given: the temporal pass alone
     assert payload["run_dir"] == str(tmp_path / "s.run")
     again = CliRunner().invoke(main_cli(), args)
-    assert again.exit_code != 0 and "--resume" in str(again.exception)
+    assert again.exit_code != 0
+    assert "--resume" in str(again.exception)
     text = CliRunner().invoke(main_cli(), [*args, "--resume"])
     assert text.exit_code == 0, text.output
-    assert "kept T=" in text.output and "(reused)" in text.output
+    assert "kept T=" in text.output
+    assert "(reused)" in text.output

@@ -81,9 +81,7 @@ def test_mean_membrane_is_before_reset_and_averaged_over_t() -> None:
     assert lif(x).sum().item() >= 1  # the neuron did fire: the average saw the pre-reset value
 
 
-@pytest.mark.parametrize(
-    "values", [(0.0,), (1.5,), (-0.1,)]
-)
+@pytest.mark.parametrize("values", [(0.0,), (1.5,), (-0.1,)])
 def test_variance_outside_unit_interval_is_refused(values: tuple[float]) -> None:
     with pytest.raises(ConfigError, match="variance"):
         select_width(np.array([1.0]), values[0])

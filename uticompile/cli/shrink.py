@@ -21,8 +21,12 @@ import click
     type=click.Path(file_okay=False, path_type=Path),
     help="Stage artifacts and reports [default: OUTPUT_STEM.run beside the output].",
 )
-@click.option("--variance", type=float, default=None,
-              help="Spatial pass: PCA variance cutoff tau in (0, 1] [default 0.999, our choice].")  # fmt: skip
+@click.option(
+    "--variance",
+    type=float,
+    default=None,
+    help="Spatial pass: PCA variance cutoff in (0, 1] [default 0.999, our choice].",
+)
 @click.option("--timesteps", default=None,
               help="Temporal pass: decreasing T schedule, e.g. 4,3,2,1 [default 4,3,2,1]. "
               "Give only --variance or only --timesteps to run one pass alone.")  # fmt: skip
