@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +247,7 @@ def run_shrink(
             current, report = stages.run(
                 f"T{t}",
                 paths.temporal(t),
-                lambda prev=prev, t=t: prev.with_timesteps(t),  # type: ignore[misc]
+                partial(prev.with_timesteps, t),
                 None if same else round_seed(config.seed, TEMPORAL_STAGE + t),
             )
             reports.append(report)
