@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, iterate_batches
+from uticompile.models.batches import iterate_batches
 from uticompile.models.lif import LIF
 from uticompile.models.snn import SNN, module_key
 

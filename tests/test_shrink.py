@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from uticompile.cli import main
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, load_dataset
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import PruneConfig, run_lottery
@@ -72,7 +72,7 @@ def test_report_has_spectrum_widths_accuracy_per_t_and_costs(full_run: tuple[Pat
 def test_latency_at_each_t_is_t_times_the_cycles_per_step_run_measures(
     full_run: tuple[Path, Any], tiny: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uticompile.models.datasets as datasets
+    import uticompile.datasets as datasets
 
     monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: tiny)
     run, result = full_run

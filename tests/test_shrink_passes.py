@@ -11,10 +11,10 @@ from tests.conftest import dyadic_graph, dyadic_input
 from uticompile.errors import ConfigError
 from uticompile.ir import NEURON_PRESETS, Graph
 from uticompile.models.lif import LIF
+from uticompile.models.ort_eval import session
 from uticompile.models.snn import SNN
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.onnx_export import OUTPUT, SPIKES_SUFFIX, to_onnx
-from uticompile.ort_eval import session
 from uticompile.passes.pca_widths import (
     channel_rows,
     cumulative_explained_variance,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from uticompile.datasets import load_dataset_for
 from uticompile.hardware import load_hardware
-from uticompile.models.datasets import load_dataset_for
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
 from uticompile.shrink.config import ShrinkConfig

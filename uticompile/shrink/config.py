@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from uticompile.compiler import MapConfig
 from uticompile.errors import ConfigError
 from uticompile.models.train import TrainConfig
 from uticompile.passes.pca_widths import DEFAULT_SAMPLES, DEFAULT_VARIANCE, check_variance
+from uticompile.passes.pipeline import MapConfig
 from uticompile.passes.timestep_schedule import (
     DEFAULT_MAX_DROP,
     DEFAULT_SCHEDULE,

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from uticompile.compiler import MapConfig, compile_graph, to_mapping
+from uticompile.datasets import Dataset
 from uticompile.hardware import HardwareConfig
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset
 from uticompile.onnx_export import serialize, to_onnx
+from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.passes.resize_channels import weight_count
 from uticompile.runtime.simulate import (
     input_bound,

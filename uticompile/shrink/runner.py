@@ -21,11 +21,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
 from uticompile.fileio import atomic_write_text
 from uticompile.hardware import HardwareConfig, load_hardware
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset
 from uticompile.models.train import StepInfo, evaluate, train
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
