@@ -25,16 +25,22 @@ json_step() { # json_step OUTPUT CMD...: run CMD unless OUTPUT exists, its stdou
 
 for m in "${MODELS[@]}"; do
   case $m in
-    vgg_small) train=(--model vgg_small --epochs 10) epochs=10 sched=4,3,2,1 prune=yes ;;
+    vgg_small) train=(--model vgg_small --epochs 10) epochs=10 sched=4,3,2,1 prune=yes TAUS=0.95 ;;
     # VGG-16 trains ~2.5 min/epoch here (2 shared cores): fewer stages, and no 14-round pruning
     # (3 x 14 rounds would take hours).
-    vgg16_w025) train=(--model vgg16 --width 0.25 --epochs 5) epochs=5 sched=4,2,1 prune=no ;;
+    vgg16_w025) train=(--model vgg16 --width 0.25 --epochs 5) epochs=5 sched=4,2,1 prune=no TAUS= ;;
     *) echo "unknown model $m" >&2; exit 2 ;;
   esac
   step "$R/$m.onnx" "$UTI" train "${train[@]}" "${DS[@]}" -o "$R/$m.onnx"
   json_step "$R/$m.shrunk.json" "$UTI" shrink "$R/$m.onnx" "${DS[@]}" -o "$R/$m.shrunk.onnx" \
     --variance 0.999 --timesteps "$sched" --max-drop 1.0 --epochs "$epochs" \
     --samples 256 --run-samples 100 --resume --json
+  # The spatial pass alone at lower cutoffs (the paper's own cutoff is not known).
+  for tau in ${TAUS:-}; do
+    json_step "$R/$m.spatial-$tau.json" "$UTI" shrink "$R/$m.onnx" "${DS[@]}" \
+      -o "$R/$m.spatial-$tau.onnx" --variance "$tau" --epochs "$epochs" --samples 256 \
+      --run-samples 100 --resume --json
+  done
   [[ $prune == yes ]] || continue
   for v in lth uticket st_uticket; do
     src=$R/$m.onnx balance=uticket

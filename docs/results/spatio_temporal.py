@@ -70,6 +70,42 @@ def _variant_row(runs: Path, model: str, variant: str) -> list[str] | None:
     ]
 
 
+def _cutoff_section(runs: Path, model: str, main: dict[str, Any]) -> list[str]:
+    """The spatial pass alone at other cutoffs (``MODEL.spatial-TAU.json``), beside the main one."""
+    found = sorted(runs.glob(f"{model}.spatial-*.json"))
+    if not found or main["spatial"] is None:
+        return []
+    rows = []
+    for path in [None, *found]:
+        s = main if path is None else json.loads(path.read_text())
+        sp, o = s["spatial"], s["original"]
+        r = sp["report"]
+        rows.append(
+            [
+                str(sp["variance"]),
+                ", ".join(str(v) for v in r["widths"].values()),
+                str(r["parameters"]),
+                f"{o['parameters'] / r['parameters']:.2f}x",
+                f"{r['accuracy']:.4f}",
+                f"{r['cost']['latency']:.0f}",
+                f"{o['cost']['latency'] / r['cost']['latency']:.2f}x",
+            ]
+        )
+    lines = ["", "### The spatial pass at other cutoffs (trained, T unchanged)", ""]
+    return lines + _table(
+        [
+            "cutoff",
+            "widths",
+            "parameters",
+            "compression",
+            "accuracy",
+            "latency",
+            "latency reduction",
+        ],
+        rows,
+    )
+
+
 def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | None]:
     """The markdown of one model and its headline numbers (None when it was not measured)."""
     label = LABELS.get(model, model)
@@ -159,6 +195,7 @@ def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | N
             f"Kept T={t['chosen']}: the smallest T within {t['max_drop']} points of the "
             f"accuracy entering the temporal pass ({t['reference_accuracy']:.4f}).",
         ]
+    lines += _cutoff_section(runs, model, s)
     lines += ["", "### With unstructured pruning (14 rounds of 25%, 1 epoch each, 16 PEs)", ""]
     o = s["original"]
     oc = o["cost"]
