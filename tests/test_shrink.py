@@ -65,6 +65,10 @@ def test_report_has_spectrum_widths_accuracy_per_t_and_costs(full_run: tuple[Pat
     assert [r["timesteps"] for r in s["temporal"]["stages"]] == [4, 2, 1]
     assert s["temporal"]["stages"][0]["epochs"] == 0  # T=4 is the model's own T: nothing to train
     assert result.graph.timesteps == s["temporal"]["chosen"] == s["final"]["timesteps"]
+    assert result.timesteps == result.graph.timesteps
+    assert result.accuracy == s["final"]["accuracy"]
+    assert result.compression == s["final"]["compression"] > 1.0
+    assert result.widths == spatial["widths"]
     assert s["final"]["compression"] == s["original"]["parameters"] / spatial["parameters"]
     assert json.loads((run / "report.json").read_text()) == json.loads(json.dumps(s))
 

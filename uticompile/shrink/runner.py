@@ -66,6 +66,27 @@ class ShrinkResult:
     summary: dict[str, Any]
     run_dir: Path
 
+    @property
+    def timesteps(self) -> int:
+        """The kept model's T."""
+        return self.graph.timesteps
+
+    @property
+    def accuracy(self) -> float:
+        """The kept model's test accuracy (PyTorch, whole test split)."""
+        return float(self.summary["final"]["accuracy"])
+
+    @property
+    def compression(self) -> float:
+        """Conv/linear weights of the input model over those of the kept model."""
+        return float(self.summary["final"]["compression"])
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """Output channels of every conv/linear layer of the kept model."""
+        return {n.name: int(self.graph.params[n.inputs[1]].shape[0])
+                for n in self.graph.weight_nodes()}  # fmt: skip
+
 
 def _dump(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=True) + "\n"
