@@ -177,7 +177,7 @@ def compare(
             sh = e.shrink
             if sh.kind == "stage_start":
                 bars.close()
-                state["step"] = bars.enter_context(_step_bar(f"{e.variant} {sh.stage} epoch", True))
+                state["step"] = bars.enter_context(step_bar(f"{e.variant} {sh.stage} epoch", True))
             elif sh.kind == "step":
                 state["step"](sh.step)
             elif sh.kind == "stage_end" and sh.report is not None:

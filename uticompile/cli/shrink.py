@@ -53,7 +53,7 @@ def shrink(
     as_json: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Spatio-temporal pruning: PCA channel widths, then fewer timesteps; writes SMALL.onnx."""
-    from uticompile.cli.options import step_bar as _step_bar
+    from uticompile.cli.options import step_bar
     from uticompile.passes.pca_widths import DEFAULT_VARIANCE
     from uticompile.passes.timestep_schedule import DEFAULT_SCHEDULE, parse_schedule
     from uticompile.shrink import ShrinkConfig, ShrinkEvent
@@ -71,7 +71,7 @@ def shrink(
         if e.kind == "stage_start":
             bars.close()
             state.clear()
-            state["step"] = bars.enter_context(_step_bar(f"{e.stage} epoch", not as_json))
+            state["step"] = bars.enter_context(step_bar(f"{e.stage} epoch", not as_json))
         elif e.kind == "pca" and not as_json:
             if "pca" not in state:
                 state["pca"] = bars.enter_context(

@@ -10,14 +10,9 @@ from uticompile.datasets import Dataset
 from uticompile.hardware import HardwareConfig
 from uticompile.ir import Graph
 from uticompile.onnx_export import serialize, to_onnx
-from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
+from uticompile.passes.pipeline import MapConfig, input_bound, map_graph
 from uticompile.passes.resize_channels import weight_count
-from uticompile.runtime.simulate import (
-    input_bound,
-    map_metadata,
-    quantized_test_batches,
-    simulate,
-)
+from uticompile.runtime.simulate import quantized_test_batches, simulate
 
 RUN_BATCH = 50
 
@@ -39,9 +34,7 @@ def mapped_cost(
     """
     hw = hw.with_pes(config.pes)
     bound = input_bound(data.mean, data.std)
-    source = serialize(to_onnx(graph))
-    module = compile_graph(graph, config, hw, bound)
-    mapping = to_mapping(module, map_metadata(config, hw, bound, source))
+    _, mapping = map_graph(graph, config, hw, bound, serialize(to_onnx(graph)))
     sim = simulate(mapping, quantized_test_batches(mapping, data, samples, RUN_BATCH), hw)
     r = sim.report
     n = max(r.samples, 1)
