@@ -215,3 +215,24 @@ def test_cli_shrink_json_and_resume(
     assert text.exit_code == 0, text.output
     assert "kept T=" in text.output
     assert "(reused)" in text.output
+
+
+def test_results_generator_renders_a_shrink_report(
+    full_run: tuple[Path, Any], tmp_path: Path
+) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "results" / "spatio_temporal.py"
+    spec = importlib.util.spec_from_file_location("spatio_temporal", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, result = full_run
+    (tmp_path / "tiny.shrunk.json").write_text(json.dumps(result.summary))
+    md = module.render(tmp_path, ["tiny", "absent"])
+    assert "## tiny on digits" in md
+    assert "| lif1 |" in md
+    assert "| T1 | 1 |" in md
+    assert "Not measured (no shrink report" in md  # the absent model
+    assert "10-14x" in md
