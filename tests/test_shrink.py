@@ -236,3 +236,17 @@ def test_results_generator_renders_a_shrink_report(
     assert "| T1 | 1 |" in md
     assert "Not measured (no shrink report" in md  # the absent model
     assert "10-14x" in md
+
+
+def test_residual_net_shrinks_end_to_end(
+    tmp_path: Path, small_graphs: dict[str, Graph], tiny: Dataset
+) -> None:
+    g = small_graphs["resnet_small"]
+    result = run_shrink(g, tiny, _config(timesteps=None, epochs=1, variance=0.9), tmp_path / "r")
+    small = result.graph
+    shapes = small.shapes()
+    add = next(n for n in small.nodes if n.op == "Add")
+    assert shapes[add.inputs[0]] == shapes[add.inputs[1]]  # joined channels share one width
+    assert result.compression > 1.0
+    save_onnx(small, tmp_path / "r.onnx")
+    assert read_graph(tmp_path / "r.onnx").equals(small)
