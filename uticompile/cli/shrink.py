@@ -10,11 +10,19 @@ from typing import Any
 
 import click
 
+from uticompile.cli.options import (
+    data_dir_option,
+    device_option,
+    hw_option,
+    json_option,
+    step_bar,
+)
+
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", default="digits", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path))
+@data_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option(
     "--run-dir",
@@ -38,22 +46,19 @@ import click
 @click.option("--run-samples", type=int, default=100, show_default=True,
               help="Test images run on the accelerator to cost each stage.")  # fmt: skip
 @click.option("--pes", type=int, default=16, show_default=True)
-@click.option(
-    "--hw", "hw_path", type=click.Path(dir_okay=False, path_type=Path), help="Hardware TOML."
-)
+@hw_option
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @click.option("--resume/--no-resume", default=False, help="Continue an interrupted run.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def shrink(
     model: Path, dataset: str, data_dir: Path | None, output: Path, run_dir: Path | None,
     variance: float | None, timesteps: str | None, hw_path: Path | None, resume: bool,
     as_json: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Spatio-temporal pruning: PCA channel widths, then fewer timesteps; writes SMALL.onnx."""
-    from uticompile.cli.options import step_bar
     from uticompile.passes.pca_widths import DEFAULT_VARIANCE
     from uticompile.passes.timestep_schedule import DEFAULT_SCHEDULE, parse_schedule
     from uticompile.shrink import ShrinkConfig, ShrinkEvent
