@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ PAPER_COMPRESSION = (10.0, 14.0)  # spatial pruning, CIFAR-10/100 VGG (paper abs
 PAPER_LATENCY = (3.0, 30.0)  # lower latency than other SNNs (paper abstract)
 OTHER_TAUS = (0.99, 0.95, 0.9)  # widths the same spectrum gives at other cutoffs (not trained)
 PES = 16
+KEPT_DROP = 1.0  # accuracy points: the "equal accuracy" rule of the kept rounds
 VARIANTS = {
     "lth": "LTH (14 rounds)",
     "uticket": "u-Ticket (14 rounds)",
@@ -48,18 +50,31 @@ def _cost(path: Path) -> dict[str, float]:
     }
 
 
-def _variant_row(runs: Path, model: str, variant: str) -> list[str] | None:
-    onnx = runs / f"{model}.{variant}.onnx"
-    cost = runs / f"{model}.{variant}.cost.json"
-    rounds = runs / f"{model}.{variant}.run" / "report.jsonl"
-    if not (onnx.exists() and cost.exists() and rounds.exists()):
+def kept_round(run_dir: Path, max_drop: float) -> int:
+    """The last pruning round whose accuracy is within ``max_drop`` points of round 0's: the
+    rule that puts every variant at (about) equal accuracy."""
+    reports = [json.loads(line) for line in (run_dir / "report.jsonl").read_text().splitlines()]
+    ok = [r["round"] for r in reports if r["accuracy"] >= reports[0]["accuracy"] - max_drop / 100]
+    return max(ok)
+
+
+def _variant_row(runs: Path, model: str, variant: str, kept: bool = False) -> list[str] | None:
+    run = runs / f"{model}.{variant}.run"
+    suffix = "-kept" if kept else ""
+    cost = runs / f"{model}.{variant}{suffix}.cost.json"
+    if not (cost.exists() and (run / "report.jsonl").exists()):
         return None
-    g = read_graph(onnx)
+    reports = [json.loads(line) for line in (run / "report.jsonl").read_text().splitlines()]
+    r = kept_round(run, KEPT_DROP) if kept else len(reports) - 1
+    g = read_graph(run / f"round_{r:02d}" / "trained.onnx")
     size = model_size(g)
-    last = json.loads(rounds.read_text().splitlines()[-1])
+    last = reports[r]
     c = _cost(cost)
+    label = VARIANTS[variant]
+    if kept:
+        label = f"{label.split(' (')[0]}, round {r} (last within {KEPT_DROP} point)"
     return [
-        VARIANTS[variant],
+        label,
         str(size["parameters"]),
         str(size["nonzeros"]),
         str(g.timesteps),
@@ -225,12 +240,13 @@ def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | N
         ]
     )
     missing = []
-    for v in VARIANTS:
-        row = _variant_row(runs, model, v)
-        if row is None:
-            missing.append(VARIANTS[v])
-        else:
-            rows.append(row)
+    for kept in (False, True):
+        for v in VARIANTS:
+            row = _variant_row(runs, model, v, kept)
+            if row is None:
+                missing.append(VARIANTS[v] + (" (kept round)" if kept else ""))
+            else:
+                rows.append(row)
     lines += _table(
         [
             "variant",
@@ -327,6 +343,10 @@ def render(runs: Path, models: list[str]) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--kept-round"]:  # used by spatio-temporal.sh: the kept round's model
+        run = Path(sys.argv[2])
+        print(run / f"round_{kept_round(run, KEPT_DROP):02d}" / "trained.onnx")
+        return
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("runs", type=Path)
     parser.add_argument("models", nargs="+")
