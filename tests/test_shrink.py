@@ -84,7 +84,8 @@ def test_latency_at_each_t_is_t_times_the_cycles_per_step_run_measures(
         T, cost = stage["timesteps"], stage["cost"]
         mapped = tmp_path / f"T{T}.map"
         model = ShrinkPaths(run).temporal(T).model
-        assert main(["map", str(model), "--pes", "16", "-o", str(mapped)]) == 0
+        args = ["map", str(model), "--pes", "16", "--placement", "contiguous", "-o", str(mapped)]
+        assert main(args) == 0
         out = CliRunner().invoke(main_cli(), ["run", str(mapped), "--samples", "8", "--json"])
         assert out.exit_code == 0, out.output
         measured = json.loads(out.output[out.output.index("{") :])

@@ -46,6 +46,9 @@ from uticompile.cli.options import (
 @click.option("--run-samples", type=int, default=100, show_default=True,
               help="Test images run on the accelerator to cost each stage.")  # fmt: skip
 @click.option("--pes", type=int, default=16, show_default=True)
+@click.option("--placement", type=click.Choice(["contiguous", "sorted", "auto"]),
+              default="contiguous", show_default=True,
+              help="How stages are mapped to cost them (map --placement).")  # fmt: skip
 @hw_option
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)

@@ -131,6 +131,7 @@ class CompareConfig:
             pes=self.primary_pes,
             grouping=self.grouping,
             bits=self.bits,
+            placement=PAPER_PLACEMENT,
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device,

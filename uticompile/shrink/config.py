@@ -34,6 +34,7 @@ class ShrinkConfig:
     pes: int = 16
     grouping: str = "sata"
     bits: int = 16
+    placement: str = "contiguous"  # the paper's mapping; see ``map --placement``
     batch_size: int = 64
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -64,7 +65,9 @@ class ShrinkConfig:
         self.train_config(0)
 
     def map_config(self) -> MapConfig:
-        return MapConfig(pes=self.pes, grouping=self.grouping, bits=self.bits)
+        return MapConfig(
+            pes=self.pes, grouping=self.grouping, bits=self.bits, placement=self.placement
+        )
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(

@@ -10,9 +10,11 @@ from uticompile.datasets import Dataset
 from uticompile.hardware import HardwareConfig
 from uticompile.ir import Graph
 from uticompile.onnx_export import serialize, to_onnx
-from uticompile.passes.pipeline import MapConfig, input_bound, map_graph
+from uticompile.passes.pipeline import MapConfig, input_bound
 from uticompile.passes.resize_channels import weight_count
-from uticompile.runtime.simulate import quantized_test_batches, simulate
+from uticompile.runtime.inputs import quantized_test_batches
+from uticompile.runtime.simulate import simulate
+from uticompile.workflow.calibrated_map import map_calibrated
 
 RUN_BATCH = 50
 
@@ -26,7 +28,8 @@ def model_size(graph: Graph) -> dict[str, int]:
 def mapped_cost(
     graph: Graph, data: Dataset, config: MapConfig, hw: HardwareConfig, samples: int
 ) -> dict[str, Any]:
-    """Map ``graph`` to ``config.pes`` PEs and run ``samples`` test images.
+    """Map ``graph`` to ``config.pes`` PEs (as ``uticompile map`` does) and run ``samples`` test
+    images.
 
     Latency is cycles per sample: the sum over timesteps of the busiest PE, so it is T times the
     cycles of an average step (``cycles_per_step``). ``latency_floor`` is the physical floor for
@@ -34,7 +37,7 @@ def mapped_cost(
     """
     hw = hw.with_pes(config.pes)
     bound = input_bound(data.mean, data.std)
-    _, mapping = map_graph(graph, config, hw, bound, serialize(to_onnx(graph)))
+    _, mapping = map_calibrated(graph, config, hw, bound, serialize(to_onnx(graph)), data)
     sim = simulate(mapping, quantized_test_batches(mapping, data, samples, RUN_BATCH), hw)
     r = sim.report
     n = max(r.samples, 1)
