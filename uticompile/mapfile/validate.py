@@ -104,6 +104,8 @@ class _Layers:
     groups: np.ndarray
     spatial_tiles: np.ndarray
     leak_shift: np.ndarray
+    shift0: np.ndarray
+    shift1: np.ndarray
     reset: np.ndarray
     placement: np.ndarray
     num_pes: int
@@ -117,6 +119,7 @@ class _Layers:
             "pads": "pads", "weight_bits": "weight_bits", "tile_first": "tile_first",
             "tile_count": "tile_count", "groups": "groups", "spatial_tiles": "spatial_tiles",
             "leak_shift": "leak_shift", "reset": "reset", "placement": "placement",
+            "shift0": "shift0", "shift1": "shift1",
         }  # fmt: skip
         return cls(
             **{k: _col(layers, v) for k, v in names.items()},
@@ -359,6 +362,18 @@ def _check_layer_graph(
     leak_shift = L.leak_shift
     reset = L.reset
     ck.first(is_lif & (leak_shift > 31), "LAYR", lambda i: f"leak_shift {leak_shift[i]} exceeds 31")
+    # shifts are exact on 64-bit integers in this range (section 2.2); none is ever negative
+    s0, s1 = L.shift0.astype(np.int64), L.shift1.astype(np.int64)
+    bad_shift = (L.is_add & ((s0 < 0) | (s0 > 31) | (s1 < 0) | (s1 > 31))) | (
+        L.is_enc & ((s0 < 0) | (s0 > 62))
+    )
+    ck.first(
+        bad_shift,
+        "LAYR",
+        lambda i: (
+            f"{L.kname(i)} shifts {s0[i]}, {s1[i]} are out of range (ADD 0..31, ENCODE 0..62)"
+        ),
+    )
     ck.first(
         is_lif & ~np.isin(reset, (RESET_HARD, RESET_SUBTRACT)),
         "LAYR",
