@@ -12,6 +12,7 @@ A checkpoint after every epoch (model, optimizer, schedule and RNG state, loaded
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 
 from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
-from uticompile.fileio import atomic_open
+from uticompile.fileio import atomic_write_bytes
 from uticompile.ir import Graph
 from uticompile.models import distributed, fastpath
 from uticompile.models.batches import iterate_batches, num_batches
@@ -121,8 +122,10 @@ def apply_masks(net: SNN, masks: Mapping[str, np.ndarray]) -> dict[str, torch.Te
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_open(path) as handle:
-        torch.save(state, handle)
+    """Serialize in memory first: torch's own writer turns a full disk into an opaque error."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def train(

@@ -153,6 +153,9 @@ def compare(
     if plan is not None:
         _plan(model, config, output, plan, nproc_per_node)
         return
+    from uticompile.fileio import check_writable_dir
+
+    check_writable_dir(output)
     bars = ExitStack()
     state: dict[str, Any] = {}
 

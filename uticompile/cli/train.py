@@ -105,6 +105,11 @@ def train(
         device=device,
         augment=augment,
     )
+    from uticompile.fileio import check_target, check_writable_dir
+
+    check_target(output)
+    check_writable_dir(output.parent)
+    check_target(output.with_name(output.name + ".ckpt"))
     data = load_dataset(dataset, data_dir=data_dir, size=size)
     spec = ModelSpec(
         data.input_shape,
