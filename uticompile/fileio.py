@@ -107,3 +107,25 @@ def check_writable_dir(path: str | os.PathLike[str]) -> None:
     atomic_write_bytes(probe, b"")
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def _same(a: Path, b: Path) -> bool:
+    """One file under two names (symlink or hard link included), or one path not yet created."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_outputs_distinct(
+    outputs: dict[str, str | os.PathLike[str] | None],
+    inputs: dict[str, str | os.PathLike[str] | None],
+) -> None:
+    """Refuse, before any work, an output that is an input or another output: writing it would
+    destroy data the run still needs. Keys name the options in the message."""
+    named = [(k, Path(v)) for k, v in outputs.items() if v is not None and os.fspath(v)]
+    others = named + [(k, Path(v)) for k, v in inputs.items() if v is not None and os.fspath(v)]
+    for i, (name, path) in enumerate(named):
+        for other, other_path in others[i + 1 :]:
+            if _same(path, other_path):
+                raise OutputError(f"{name} {path} is the same file as {other} {other_path}")
