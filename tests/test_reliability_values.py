@@ -68,3 +68,26 @@ def test_json_output_has_no_nan_or_infinity(capsys: pytest.CaptureFixture[str]) 
     assert "Infinity" not in text
     assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
     assert json_safe((1, 2.0)) == [1, 2.0]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 3e38])
+def test_onnx_import_refuses_non_finite_and_absurd_weights(
+    small_graphs: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: float
+) -> None:
+    import numpy as np
+    from onnx import numpy_helper
+
+    from uticompile.onnx_export import to_onnx
+
+    model = to_onnx(next(iter(small_graphs.values())))
+    init = model.graph.initializer[0]
+    values = numpy_helper.to_array(init).copy()
+    values.flat[0] = np.float32(bad)
+    init.CopyFrom(numpy_helper.from_array(values, init.name))
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert main(["map", str(path), "--pes", "4", "-o", str(tmp_path / "m.utm")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert repr(init.name) in err[0]
+    assert not (tmp_path / "m.utm").exists()
