@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from uticompile.datasets import Dataset
-from uticompile.errors import ConfigError
+from uticompile.errors import ConfigError, TrainingDivergedError
 from uticompile.fileio import atomic_write_bytes
 from uticompile.ir import Graph
 from uticompile.models import distributed, fastpath
@@ -299,6 +299,11 @@ def _train(
             total_loss, sum_correct, sum_seen = group.sum([total_loss, correct, seen], device)
             correct, seen = int(sum_correct), int(sum_seen)
             _check_ranks_agree(group, net, mask_t)
+        if not math.isfinite(total_loss):  # after the all-reduce: every rank stops together
+            raise TrainingDivergedError(
+                f"training diverged: loss is {total_loss} in epoch {epoch + 1} "
+                f"(lr {config.lr:g}, weight decay {config.weight_decay:g})"
+            )
         result.history.append(
             EpochRecord(epoch + 1, total_loss / seen, correct / seen, lr, time.perf_counter() - t0)
         )

@@ -91,3 +91,19 @@ def test_onnx_import_refuses_non_finite_and_absurd_weights(
     assert len(err) == 1, err
     assert repr(init.name) in err[0]
     assert not (tmp_path / "m.utm").exists()
+
+
+def test_diverging_training_stops_with_one_line_and_no_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uticompile.models.train as training
+
+    real = training.timestep_loss
+    monkeypatch.setattr(training, "timestep_loss", lambda *a: real(*a) * math.nan)
+    out = tmp_path / "v.onnx"
+    argv = ["train", "--model", "vgg_small", "--epochs", "1", "--size", "16", "--width", "0.25"]
+    assert main([*argv, "--batch-size", "256", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "diverged" in err[0]
+    assert not out.exists()
