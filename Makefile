@@ -11,8 +11,9 @@ DEMO_DIR ?= demo
 $(BIN)/uticompile: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	# torch pinned in the SAME command as everything that depends on it (the dev extra's SNN peers),
+	# or pip would swap it for the newest (CUDA) build.
+	$(BIN)/pip install --quiet "$(TORCH)" -e '.[dev,train]'
 	touch $@
 
 install: $(BIN)/uticompile
