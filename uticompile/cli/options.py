@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from uticompile.errors import UticompileError
+
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug, not the user's input
 
@@ -34,6 +36,14 @@ grouping_option = click.option(
 device_option = click.option(
     "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True
 )
+
+
+def flag_message(exc: UticompileError) -> str:
+    """The error's message with its option named as the CLI flag (``rounds`` -> ``--rounds``)."""
+    text = str(exc)
+    if exc.option is None:
+        return text
+    return "--" + exc.option.replace("_", "-") + text[len(exc.option) :]
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: Callable[[], str] | str) -> None:
