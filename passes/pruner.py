@@ -132,7 +132,7 @@ class Pruner:
         for name, m in masks.items():
             layer = layers[name]
             self._hooks.append(layer.weight.register_hook(lambda g, m=m: g * m))
-            self._hooks.append(layer.register_forward_pre_hook(_rezero(m)))
+            self._hooks.append(layer.register_forward_pre_hook(_rezero(layer.weight, m)))
 
     def remove(self) -> None:
         """Remove the hooks ``apply`` installed (the weights stay as they are)."""
@@ -145,10 +145,10 @@ class Pruner:
         return masked_graph(model.to_graph() if isinstance(model, SNN) else model, self.masks)
 
 
-def _rezero(mask: torch.Tensor) -> Any:
-    def hook(module: torch.nn.Module, _args: Any) -> None:
+def _rezero(weight: torch.Tensor, mask: torch.Tensor) -> Any:
+    def hook(_module: torch.nn.Module, _args: Any) -> None:
         with torch.no_grad():
-            module.weight.mul_(mask)
+            weight.mul_(mask)
 
     return hook
 

@@ -6,8 +6,8 @@ the mapping, quantize its test images, recompile the source for the check, simul
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from pathlib import Path
 
 from uticompile.datasets import Dataset, load_dataset_for
 from uticompile.hardware import HardwareConfig
@@ -22,9 +22,7 @@ from uticompile.runtime.simulate import (
 )
 
 
-def dataset_for_mapping(
-    m: Mapping, dataset: str, data_dir: str | os.PathLike[str] | None = None
-) -> Dataset:
+def dataset_for_mapping(m: Mapping, dataset: str, data_dir: str | Path | None = None) -> Dataset:
     """``dataset`` shaped for the mapping's input (C, H, W) and classes."""
     c, h, w = (int(v) for v in m.model["input_shape"])
     classes = int(m.model["num_classes"])

@@ -57,6 +57,11 @@ LAYERS: dict[str, tuple[list[Path], tuple[str, ...]]] = {
 #: Known violations, each to be removed by the change that fixes it (a stale entry fails below).
 EXEMPT: set[tuple[str, str]] = set()
 
+#: By design, not a violation: the package's ``__init__`` re-exports the API lazily (module
+#: ``__getattr__``), so ``import uticompile`` loads no layer above the core
+#: (``test_import_uticompile_needs_no_torch``).
+ALLOWED: set[tuple[str, str]] = {("uticompile/__init__.py", "uticompile.api")}
+
 
 def imports_of(path: Path) -> set[str]:
     """Every module ``path`` imports, absolute names (relative imports resolved)."""
@@ -85,7 +90,8 @@ def _violations(files: list[Path], banned: tuple[str, ...]) -> list[tuple[str, s
         for module in sorted(imports_of(path)):
             hit = next((b for b in banned if module == b or module.startswith(b + ".")), None)
             exempt = any(
-                rel == r and (module == m or module.startswith(m + ".")) for r, m in EXEMPT
+                rel == r and (module == m or module.startswith(m + "."))
+                for r, m in EXEMPT | ALLOWED
             )
             if hit is not None and not exempt:
                 out.append((rel, module))
@@ -138,6 +144,43 @@ def test_loading_digits_needs_no_torch(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "(360, 1, 32, 32)"
+
+
+def test_import_uticompile_needs_no_torch(tmp_path: Path) -> None:
+    """The package re-exports the API lazily: ``import uticompile`` works with torch blocked."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.'):\n"
+        "            raise ImportError('torch is blocked in this test')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n"
+    )
+    code = (
+        "import sys, uticompile\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert 'uticompile.api' not in sys.modules, 'the API must load on first use'\n"
+        "print(uticompile.__version__, callable(uticompile.load_mapping))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[1] == "True"
+
+
+def test_the_api_is_a_top_layer() -> None:
+    """Nothing below the API imports it; the core's file list leaves it out."""
+    assert ROOT / "uticompile" / "api.py" not in LAYERS["core"][0]
+    below = [f for layer in ("core", "models", "passes", "runtime") for f in LAYERS[layer][0]]
+    users = {
+        f.relative_to(ROOT).as_posix()
+        for f in below
+        if any(m.startswith("uticompile.api") for m in imports_of(f))
+    }
+    assert users == {r for r, _ in ALLOWED}
+    assert "uticompile.api" in TOP
 
 
 def test_hardware_defaults_have_one_source() -> None:

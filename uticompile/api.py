@@ -104,7 +104,7 @@ def save_mapping(mapped: Mapped | MappedModel, path: PathLike) -> None:
     write_mapping(mapped.mapping if isinstance(mapped, Mapped) else mapped, path)
 
 
-def _dataset(data: DatasetLike, graph: Graph, data_dir: PathLike | None) -> Dataset:
+def _dataset(data: DatasetLike, graph: Graph, data_dir: str | Path | None) -> Dataset:
     """``data`` itself, or the dataset of that name shaped for ``graph``."""
     if isinstance(data, Dataset):
         return data
@@ -123,7 +123,7 @@ def build_model(
     name: str,
     dataset: DatasetLike = "digits",
     *,
-    data_dir: PathLike | None = None,
+    data_dir: str | Path | None = None,
     size: int = 32,
     width: float = 1.0,
     timesteps: int = 4,
@@ -178,7 +178,7 @@ def train(
     model: ModelLike,
     dataset: DatasetLike = "digits",
     *,
-    data_dir: PathLike | None = None,
+    data_dir: str | Path | None = None,
     epochs: int = 5,
     batch_size: int = 64,
     lr: float = 0.1,
@@ -249,7 +249,7 @@ def prune(
     model: ModelLike,
     dataset: DatasetLike = "digits",
     *,
-    data_dir: PathLike | None = None,
+    data_dir: str | Path | None = None,
     run_dir: PathLike | None = None,
     resume: bool = False,
     on_event: Callable[[LotteryEvent], None] | None = None,
@@ -318,7 +318,7 @@ def map_model(
     bits: int = 16,
     hw: HardwareConfig | PathLike | None = None,
     dataset: str = "digits",
-    data_dir: PathLike | None = None,
+    data_dir: str | Path | None = None,
 ) -> Mapped:
     """Compile a (pruned) model for ``pes`` PEs; ``dataset`` sets the input's range.
 
@@ -348,7 +348,7 @@ def run(
     mapped: Mapped | MappedModel | PathLike,
     dataset: DatasetLike = "digits",
     *,
-    data_dir: PathLike | None = None,
+    data_dir: str | Path | None = None,
     samples: int = 100,
     batch_size: int = 50,
     hw: HardwareConfig | PathLike | None = None,
