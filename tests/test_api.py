@@ -107,6 +107,11 @@ def test_prune_needs_no_run_dir_and_keeps_one_when_given(
             "--pes",
         ),
         (lambda g, d: api.train(g, d, device="tpu"), "device must be cpu or cuda", None),
+        (
+            lambda g, d: api.build_model("vgg_small", d, neuron="x"),
+            "neuron must be one of",
+            "--neuron",
+        ),
     ],
 )
 def test_errors_name_options_not_flags(

@@ -135,24 +135,12 @@ def build_model(
     The dataset gives the input shape and class count; ``size`` is its image side when loaded by
     name. ``neuron``: a LIF preset (paper, spikingjelly, sata).
     """
-    from uticompile.ir import NEURON_PRESETS
-    from uticompile.models.zoo import ModelSpec
-    from uticompile.models.zoo import build_model as build
+    from uticompile.models.zoo import build_for_dataset
 
-    if neuron not in NEURON_PRESETS:
-        raise ConfigError(
-            f"neuron must be one of {', '.join(NEURON_PRESETS)}, got {neuron!r}", option="neuron"
-        )
-    data = (
-        dataset
-        if isinstance(dataset, Dataset)
-        else load_dataset(dataset, data_dir=data_dir, size=size)
-    )
-    spec = ModelSpec(
-        data.input_shape, data.num_classes, width=width, timesteps=timesteps,
-        neuron=NEURON_PRESETS[neuron], seed=seed,
-    )  # fmt: skip
-    return build(name, spec)
+    data = dataset
+    if not isinstance(data, Dataset):
+        data = load_dataset(data, data_dir=data_dir, size=size)
+    return build_for_dataset(name, data, width=width, timesteps=timesteps, neuron=neuron, seed=seed)
 
 
 # --- train ------------------------------------------------------------------------------------
