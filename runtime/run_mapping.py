@@ -37,17 +37,22 @@ def run_on_dataset(
     samples: int,
     batch_size: int,
     check: tuple[bytes, Graph, bytes] | None = None,
+    on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Simulation:
     """Run the first ``samples`` test images of ``data`` on ``m`` and count every event.
 
     ``check`` = (the mapping's bytes, the source graph, the source ONNX bytes): the source is
     recompiled with the stored options (it must give these very bytes) and every spike compared
-    with onnxruntime; a mismatch raises ``CheckError``.
+    with onnxruntime; a mismatch raises ``CheckError``. ``on_start(samples)`` is called once the
+    inputs are ready (after the check's recompile, so a progress bar opens only for real work),
+    ``on_batch(n)`` after every batch.
     """
     checker = None
     if check is not None:
         mapped_bytes, graph, source = check
         checker = Checker(recompile(m, mapped_bytes, graph, source, hw))
     batches = quantized_test_batches(m, data, samples, batch_size)
+    if on_start is not None:
+        on_start(sum(len(x) for x, _ in batches))
     return simulate(m, batches, hw, checker=checker, on_batch=on_batch)
