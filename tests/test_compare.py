@@ -129,7 +129,7 @@ def test_second_invocation_reuses_everything(compared: dict[str, Any]) -> None:
         ({"samples": 0}, "--samples"),
         ({"rounds": -1}, "--rounds"),
         ({"placement": ("auto",)}, "must list 'contiguous'"),
-        ({"placement": ("contiguous", "best")}, "unknown --placement"),
+        ({"placement": ("contiguous", "best")}, "--placement has unknown values best"),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, Any], message: str) -> None:

@@ -304,28 +304,37 @@ def map_model(
     pes: int = 16,
     grouping: str = "sata",
     bits: int = 16,
+    placement: str = "auto",
+    calibration: int = 64,
     hw: HardwareConfig | PathLike | None = None,
     dataset: str = "digits",
     data_dir: str | Path | None = None,
 ) -> Mapped:
     """Compile a (pruned) model for ``pes`` PEs; ``dataset`` sets the input's range.
 
-    ``hw``: a HardwareConfig, a hardware TOML path, or None for the defaults. A model given as a
-    path has its bytes' hash stored, so ``run(..., check=path)`` can verify the mapping.
+    ``placement`` (auto, sorted, contiguous) decides which PE holds which filter; ``auto`` and
+    ``sorted`` weigh costs on the spikes of the first ``calibration`` training images of
+    ``dataset`` (0: nonzero weight counts). ``hw``: a HardwareConfig, a hardware TOML path, or
+    None for the defaults. The model's ONNX bytes are hashed into the mapping, so
+    ``run(..., check=model)`` can verify it.
     """
     from uticompile.onnx_export import serialize, to_onnx
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.passes.pipeline import MapConfig, dataset_input_bound, map_graph
+    from uticompile.passes.pipeline import MapConfig
+    from uticompile.workflow.recipes import map_for_dataset
 
-    config = MapConfig(pes=pes, grouping=grouping, bits=bits)
+    config = MapConfig(
+        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
+    )
     if isinstance(model, Graph):
         graph, source = model, serialize(to_onnx(model))
     else:
         path = Path(model)
         source = path.read_bytes() if path.is_file() else b""
         graph = from_onnx(load_onnx(path))
-    bound = dataset_input_bound(dataset, graph.input_shape, data_dir)
-    module, mapping = map_graph(graph, config, _hardware(hw).with_pes(pes), bound, source)
+    module, mapping = map_for_dataset(
+        graph, config, _hardware(hw).with_pes(pes), dataset, data_dir=data_dir, source=source
+    )
     return Mapped(mapping, module)
 
 
@@ -352,7 +361,7 @@ def run(
     from uticompile.mapfile import encode_mapping
     from uticompile.onnx_export import serialize, to_onnx
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.runtime.run_mapping import dataset_for_mapping, run_on_dataset
+    from uticompile.workflow.recipes import dataset_for_mapping, run_on_dataset
 
     if samples < 1:
         raise ConfigError(f"samples must be >= 1, got {samples}", option="samples")
@@ -365,7 +374,15 @@ def run(
     else:
         m = read_mapping(mapped)
     hardware = _hardware(hw).with_pes(int(m.model["num_pes"]))
-    data = dataset if isinstance(dataset, Dataset) else dataset_for_mapping(m, dataset, data_dir)
+    data: Dataset | Callable[[], Dataset]
+    if isinstance(dataset, Dataset):
+        data = dataset
+    else:
+        name = dataset
+
+        def data() -> Dataset:  # loaded once the memory budget allows the run
+            return dataset_for_mapping(m, name, data_dir)
+
     check_args = None
     if check is not None:
         if isinstance(check, Graph):
@@ -385,9 +402,12 @@ def run(
 
 @dataclass(frozen=True)
 class VariantResult:
-    """One balance variant of a comparison (the paper's Tables I and II at the first PE count)."""
+    """One row of a comparison (the paper's Tables I and II at the first PE count): a balance
+    variant under a placement. ``floor`` is the physical floor no placement beats."""
 
     name: str
+    balance: str
+    placement: str
     accuracy: float
     accuracy_mapped: float | None
     weight_sparsity: float
@@ -395,6 +415,7 @@ class VariantResult:
     work: int
     idle: int
     latency: int
+    floor: int
     utilization: float | None
     energy_pj: float
     energy_reduction: float | None
@@ -402,7 +423,9 @@ class VariantResult:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Every variant pruned, mapped and run on the same samples; ``results`` is results.json."""
+    """Every variant pruned, mapped (under every placement) and run on the same samples;
+    ``variants`` is keyed by table row (``uticket``, ``uticket+auto``); ``results`` is
+    results.json."""
 
     baseline: str
     pes: int
@@ -425,7 +448,8 @@ def compare_variants(
     """Prune ``model`` with every balance variant, map and run each, and compare them.
 
     ``options`` are ``CompareConfig``'s other fields: rounds, rate, epochs, grouping, bits,
-    samples, batch_size, run_batch_size, train_limit, seed, data_dir, hw_path, device. With
+    placement, samples, batch_size, run_batch_size, train_limit, seed, data_dir, hw_path,
+    device. With
     ``results_dir`` the tables, figures and every run are kept there (finished work is reused);
     without, a temporary directory is used and removed.
     """
@@ -445,9 +469,10 @@ def compare_variants(
     for name, v in r["variants"].items():
         t1, t2 = v["table1"], v["table2"]
         variants[name] = VariantResult(
-            name=name, accuracy=t1["accuracy"], accuracy_mapped=t1["accuracy_mapped"],
+            name=name, balance=v["balance"], placement=v["placement"],
+            accuracy=t1["accuracy"], accuracy_mapped=t1["accuracy_mapped"],
             weight_sparsity=t1["weight_sparsity"], spike_sparsity=t1["spike_sparsity"],
-            work=t2["work"], idle=t2["idle"], latency=t2["latency"],
+            work=t2["work"], idle=t2["idle"], latency=t2["latency"], floor=t2["floor"],
             utilization=t2["utilization"], energy_pj=v["energy_pj"]["total"],
             energy_reduction=v["energy_reduction"],
         )  # fmt: skip

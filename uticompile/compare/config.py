@@ -59,13 +59,15 @@ class CompareConfig:
         bad_placement = [p for p in self.placement if p not in PLACEMENTS]
         if bad_placement:
             raise ConfigError(
-                f"unknown --placement {', '.join(bad_placement)}; choose from "
-                f"{', '.join(PLACEMENTS)}"
+                f"placement has unknown values {', '.join(bad_placement)}; choose from "
+                f"{', '.join(PLACEMENTS)}",
+                option="placement",
             )
         if PAPER_PLACEMENT not in self.placement or len(set(self.placement)) != len(self.placement):
             raise ConfigError(
-                "--placement must list 'contiguous' (the paper's mapping, the baseline) once, "
-                "and every other placement at most once"
+                "placement must list 'contiguous' (the paper's mapping, the baseline) once, "
+                "and every other placement at most once",
+                option="placement",
             )
         object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
         if not self.balance:
