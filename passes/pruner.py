@@ -42,7 +42,7 @@ class PruneStep:
 class Pruner:
     """Masks for an IR graph or a torch ``SNN``, pruned ``rate`` per step and PE-balanced.
 
-    ``balance``: ``none``, ``uticket``, ``magnitude`` or ``activity`` (the latter needs
+    ``balance``: ``none``, ``uticket``, ``magnitude`` or ``cycles`` (the latter needs
     per-position ``costs`` passed to ``step``). ``pes`` and ``grouping`` give each layer's PE
     layout; ``paper_compat`` balances only the public code's scope. Masks start dense.
     """
@@ -87,8 +87,8 @@ class Pruner:
     ) -> PruneStep:
         """Prune ``rate`` of the survivors by global magnitude of ``model``'s current weights
         (default: the graph given at construction), then balance; updates ``self.masks``."""
-        if self.balance == "activity" and costs is None:
-            raise ConfigError("costs are needed by activity balancing", option="costs")
+        if self.balance == "cycles" and costs is None:
+            raise ConfigError("costs are needed by cycles balancing", option="costs")
         weights = _weights(self.graph if model is None else model)
         if set(weights) != set(self.masks):
             raise ConfigError("model's weight layers are not the ones this pruner was made for")

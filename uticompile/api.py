@@ -246,7 +246,7 @@ def prune(
     """The lottery-ticket search with PE workload balancing (u-Ticket) of ``model``.
 
     ``options`` are ``PruneConfig``'s fields: rounds, rate, epochs, dense_epochs, rewind_epoch,
-    rewind, balance (none, uticket, magnitude, activity), pes, grouping, search_timesteps,
+    rewind, balance (none, uticket, magnitude, cycles), pes, grouping, search_timesteps,
     paper_compat, batch_size, lr, weight_decay, augment, seed, device. With ``run_dir`` every
     round is kept there (and ``resume`` continues an interrupted run); without, a temporary
     directory is used and removed.
