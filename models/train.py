@@ -58,7 +58,7 @@ class TrainConfig:
         if self.device not in ("cpu", "cuda"):
             raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available")
+            raise ConfigError("device cuda: no CUDA device is available", option="device")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
-from uticompile.ir import Graph, LIFParams
+from uticompile.ir import NEURON_PRESETS, Graph, LIFParams
 from uticompile.models.builder import GraphBuilder
 
 VGG16_CFG: tuple[int | str, ...] = (
@@ -136,3 +137,24 @@ def build_model(name: str, spec: ModelSpec) -> Graph:
     if spec.timesteps < 1:
         raise ConfigError(f"timesteps must be >= 1, got {spec.timesteps}")
     return ZOO[name](spec)
+
+
+def build_for_dataset(
+    name: str,
+    data: Dataset,
+    *,
+    width: float = 1.0,
+    timesteps: int = 4,
+    neuron: str = "paper",
+    seed: int = 0,
+) -> Graph:
+    """Zoo model ``name`` for ``data``'s input shape and classes, with LIF preset ``neuron``."""
+    if neuron not in NEURON_PRESETS:
+        raise ConfigError(
+            f"neuron must be one of {', '.join(NEURON_PRESETS)}, got {neuron!r}", option="neuron"
+        )
+    spec = ModelSpec(
+        data.input_shape, data.num_classes, width=width, timesteps=timesteps,
+        neuron=NEURON_PRESETS[neuron], seed=seed,
+    )  # fmt: skip
+    return build_model(name, spec)

@@ -45,34 +45,43 @@ class PruneConfig:
     def __post_init__(self) -> None:
         """Reject impossible options before any work (one-line ConfigError)."""
         if not (0.0 < self.rate < 1.0):
-            raise ConfigError(f"--rate must be in (0, 1), got {self.rate}")
+            raise ConfigError(f"rate must be in (0, 1), got {self.rate}", option="rate")
         if self.rounds < 0:
-            raise ConfigError(f"--rounds must be >= 0, got {self.rounds}")
+            raise ConfigError(f"rounds must be >= 0, got {self.rounds}", option="rounds")
         if self.epochs < 1:
-            raise ConfigError(f"--epochs must be >= 1, got {self.epochs}")
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}", option="epochs")
         if self.dense_epochs is not None and self.dense_epochs < 0:
-            raise ConfigError(f"--dense-epochs must be >= 0, got {self.dense_epochs}")
+            raise ConfigError(
+                f"dense_epochs must be >= 0, got {self.dense_epochs}", option="dense_epochs"
+            )
         if self.rewind_epoch < 0 or self.rewind_epoch > self.epochs:
             raise ConfigError(
-                f"--rewind-epoch must be in [0, --epochs={self.epochs}], got {self.rewind_epoch}"
+                f"rewind_epoch must be in [0, epochs={self.epochs}], got {self.rewind_epoch}",
+                option="rewind_epoch",
             )
         if self.rewind_epoch > self.round0_epochs:
             raise ConfigError(
-                f"--rewind-epoch {self.rewind_epoch} is past the dense round's "
-                f"{self.round0_epochs} epochs: there is no such rewind point"
+                f"rewind_epoch {self.rewind_epoch} is past the dense round's "
+                f"{self.round0_epochs} epochs: there is no such rewind point",
+                option="rewind_epoch",
             )
         if self.rewind not in REWIND_CHOICES:
-            raise ConfigError(f"--rewind must be one of {', '.join(REWIND_CHOICES)}")
+            raise ConfigError(f"rewind must be one of {', '.join(REWIND_CHOICES)}", option="rewind")
         if self.balance not in BALANCE_CHOICES:
-            raise ConfigError(f"--balance must be one of {', '.join(BALANCE_CHOICES)}")
+            raise ConfigError(
+                f"balance must be one of {', '.join(BALANCE_CHOICES)}", option="balance"
+            )
         if self.pes < 1:
-            raise ConfigError(f"--pes must be >= 1, got {self.pes}")
+            raise ConfigError(f"pes must be >= 1, got {self.pes}", option="pes")
         if self.grouping not in GROUPINGS:
-            raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
+            raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}", option="grouping")
         if self.search_timesteps is not None and self.search_timesteps < 1:
-            raise ConfigError(f"--search-timesteps must be >= 1, got {self.search_timesteps}")
+            raise ConfigError(
+                f"search_timesteps must be >= 1, got {self.search_timesteps}",
+                option="search_timesteps",
+            )
         if self.seed < 0:
-            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+            raise ConfigError(f"seed must be >= 0, got {self.seed}", option="seed")
         self.train_config(0, self.epochs)  # validates batch size, lr, weight decay, device
 
     @property

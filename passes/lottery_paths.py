@@ -84,8 +84,9 @@ class RunPaths:
         if run_dir.exists() and any(run_dir.iterdir()):
             if not resume:
                 raise ConfigError(
-                    f"run directory {run_dir} is not empty: pass --resume to continue it "
-                    "or choose another directory"
+                    f"resume is needed to continue the non-empty run directory {run_dir} "
+                    "(or choose another directory)",
+                    option="resume",
                 )
             if not cfg.exists() or json.loads(cfg.read_text()) != json.loads(text):
                 raise ConfigError(

@@ -57,16 +57,20 @@ class MapConfig:
 
     def __post_init__(self) -> None:
         if self.pes < 1:
-            raise ConfigError(f"--pes must be >= 1, got {self.pes}")
+            raise ConfigError(f"pes must be >= 1, got {self.pes}", option="pes")
         if self.grouping not in GROUPINGS:
-            raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
+            raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}", option="grouping")
         lo, hi = WEIGHT_BITS
         if not lo <= self.bits <= hi:
-            raise ConfigError(f"--bits must lie in {lo}..{hi}, got {self.bits}")
+            raise ConfigError(f"bits must lie in {lo}..{hi}, got {self.bits}", option="bits")
         if self.placement not in PLACEMENTS:
-            raise ConfigError(f"--placement must be one of {', '.join(PLACEMENTS)}")
+            raise ConfigError(
+                f"placement must be one of {', '.join(PLACEMENTS)}", option="placement"
+            )
         if self.calibration < 0:
-            raise ConfigError(f"--calibration must be >= 0, got {self.calibration}")
+            raise ConfigError(
+                f"calibration must be >= 0, got {self.calibration}", option="calibration"
+            )
 
 
 def input_bound(mean: tuple[float, ...], std: tuple[float, ...]) -> float:

@@ -90,7 +90,7 @@ class Quantize:
             return PassResult(module, False)
         lo, hi = WEIGHT_BITS
         if not lo <= self.bits <= hi:
-            raise PassError(f"--bits must lie in {lo}..{hi}, got {self.bits}")
+            raise PassError(f"bits must lie in {lo}..{hi}, got {self.bits}", option="bits")
         layers = module.layers
         roots = _scale_groups(layers)
         want: dict[int, int] = {}

@@ -17,6 +17,7 @@ import pytest
 import scipy.io
 import torch
 
+from uticompile.cli.options import flag_message
 from uticompile.datasets import DATASETS, AugmentSpec, Dataset, load_dataset
 from uticompile.datasets.convert import channel_stats, resize_uint8
 from uticompile.errors import ConfigError, DatasetError
@@ -418,8 +419,9 @@ def test_bad_channels(channels: int) -> None:
 
 @pytest.mark.parametrize("name", ["cifar10", "fmnist", "svhn"])
 def test_missing_data_dir(tmp_path: Path, name: str) -> None:
-    with pytest.raises(DatasetError, match="--data-dir"):
+    with pytest.raises(DatasetError, match=r"^data_dir is needed") as need:
         load_dataset(name)
+    assert flag_message(need.value).startswith("--data-dir is needed")
     missing = tmp_path / "nowhere"
     with pytest.raises(DatasetError, match=f"missing directory {missing}") as info:
         load_dataset(name, data_dir=missing)

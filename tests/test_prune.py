@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
+from uticompile.cli.options import flag_message
 from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
 from uticompile.grouping import group_layout
@@ -173,8 +174,9 @@ def test_interrupted_run_resumes_to_identical_file(
         run_lottery(vgg, tiny, _config(**UTICKET), run, on_event=killer)
     assert (run / "round_02" / "train.ckpt").exists()  # mid-round state
     assert not (run / "round_02" / "done").exists()
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match=r"^resume is needed") as info:
         run_lottery(vgg, tiny, _config(**UTICKET), run)
+    assert "--resume" in flag_message(info.value)
     with pytest.raises(ConfigError, match="other options"):
         run_lottery(vgg, tiny, _config(**{**UTICKET, "rate": 0.5}), run, resume=True)
     events: list[LotteryEvent] = []
@@ -295,7 +297,8 @@ def test_cli_prune_json(
     assert (tmp_path / "p.onnx").exists()
     again = CliRunner().invoke(cli, args)
     assert again.exit_code != 0
-    assert "--resume" in str(again.exception)
+    assert isinstance(again.exception, ConfigError)
+    assert "--resume" in flag_message(again.exception)
     text = CliRunner().invoke(cli, [*args[:-1], "--resume"])
     assert text.exit_code == 0, text.output
     assert "sparsity" in text.output

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 
 class UticompileError(Exception):
-    """Base of every error caused by input the user gave."""
+    """Base of every error caused by input the user gave.
+
+    Messages name options as the Python API spells them (``rounds must be >= 0``), never as CLI
+    flags: the library is also used from Python. ``option`` is the option at fault, when one is;
+    its message then starts with that name, and the CLI shows the flag instead (``--rounds ...``).
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        assert option is None or message.startswith(option), (option, message)
+        self.option = option
 
 
 class ModelFormatError(UticompileError):

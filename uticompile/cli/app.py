@@ -12,7 +12,7 @@ import click
 
 import uticompile
 from uticompile.cli import compare, hw, nir, prune, show, shrink, train
-from uticompile.cli.options import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
+from uticompile.cli.options import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, flag_message
 from uticompile.errors import InvariantError, UticompileError
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"uticompile: error: {exc.format_message()}", err=True)
         return exc.exit_code
     except UticompileError as exc:
-        click.echo(f"uticompile: error: {exc}", err=True)
+        click.echo(f"uticompile: error: {flag_message(exc)}", err=True)
         return EXIT_USER_ERROR
     except ModuleNotFoundError as exc:
         if exc.name != "torch":

@@ -6,6 +6,7 @@ Thin like the rest of the CLI: parse, build a config, call the library, print or
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,6 @@ import click
 from uticompile.cli.options import data_dir_option, emit, grouping_option, hw_option, json_option
 from uticompile.errors import UticompileError
 from uticompile.limits import MAX_PES, WEIGHT_BITS
-
-
-def _dataset_for(mapping: Any, dataset: str, data_dir: Path | None) -> Any:
-    from uticompile.datasets import load_dataset_for
-
-    c, h, w = (int(v) for v in mapping.model["input_shape"])
-    classes = int(mapping.model["num_classes"])
-    return load_dataset_for(dataset, input_shape=(c, h, w), num_classes=classes, data_dir=data_dir)
 
 
 @click.command(name="map")
@@ -57,14 +50,13 @@ def map_cmd(
     calibration: int, dataset: str, data_dir: Path | None, output: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
-    from uticompile.datasets import load_dataset
     from uticompile.fileio import check_outputs_distinct
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import write_mapping
     from uticompile.mapstats import layer_summary, size_totals
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.passes.pipeline import MapConfig, input_bound
-    from uticompile.workflow.calibrated_map import map_calibrated
+    from uticompile.passes.pipeline import MapConfig
+    from uticompile.workflow.recipes import map_for_dataset
 
     check_outputs_distinct({"-o": output}, {"MODEL": model, "--hw": hw_path})
     config = MapConfig(
@@ -73,10 +65,7 @@ def map_cmd(
     hw = load_hardware(hw_path).with_pes(pes)
     source = model.read_bytes() if model.is_file() else b""
     graph = from_onnx(load_onnx(model))
-    c, h, _ = graph.input_shape
-    data = load_dataset(dataset, data_dir=data_dir, size=h, channels=c)
-    bound = input_bound(data.mean, data.std)
-    module, mapping = map_calibrated(graph, config, hw, bound, source, data)
+    module, mapping = map_for_dataset(graph, config, hw, dataset, data_dir=data_dir, source=source)
     write_mapping(mapping, output)
     rows = layer_summary(mapping)
     totals = size_totals(rows)
@@ -150,11 +139,12 @@ def encode_input(
     from uticompile.runtime.inputs import quantized_test_batches
     from uticompile.runtime.traces import first_lif, input_traces
     from uticompile.spikes import write_spikes
+    from uticompile.workflow.recipes import dataset_for_mapping
 
     check_outputs_distinct({"-o": output}, {"MAPPED": mapped})
     m = read_mapping(mapped)
     check_run_budget(m, min(samples, 256), 0, first_lif(m))  # before the images are loaded
-    data = _dataset_for(m, dataset, data_dir)
+    data = dataset_for_mapping(m, dataset, data_dir)
     csr = input_traces(m, quantized_test_batches(m, data, samples, 256))
     layer = csr.layer
     write_spikes(csr, output)
@@ -198,15 +188,11 @@ def run(
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import read_mapping
     from uticompile.onnx_import import from_onnx, load_onnx
-    from uticompile.runtime.budget import check_run_budget
-    from uticompile.runtime.inputs import quantized_test_batches
-    from uticompile.runtime.simulate import simulate
-    from uticompile.workflow.calibrated_map import recompile
+    from uticompile.workflow.recipes import dataset_for_mapping, run_on_dataset
 
     mapped_bytes = mapped.read_bytes() if mapped.is_file() else b""
     m = read_mapping(mapped)
     hw = load_hardware(hw_path).with_pes(int(m.model["num_pes"]))
-    checker = None
     if spike_file is not None:
         if source is not None:
             raise UticompileError("--check needs dataset images, not --spikes")
@@ -215,19 +201,22 @@ def run(
 
         sim = run_traces(m, read_spikes(spike_file), hw, what=str(spike_file))
     else:
-        check_run_budget(m, min(samples, batch_size), 0, None)  # before the images are loaded
-        data = _dataset_for(m, dataset, data_dir)
+        check = None
         if source is not None:
-            from uticompile.runtime.check import Checker
-
             src_bytes = source.read_bytes() if source.is_file() else b""
-            graph = from_onnx(load_onnx(source))
-            module = recompile(m, mapped_bytes, graph, src_bytes, hw, data)
-            checker = Checker(module)
-        batches = quantized_test_batches(m, data, samples, batch_size)
-        total = sum(len(b[0]) for b in batches)
-        with click.progressbar(length=total, label="samples", file=sys.stderr) as bar:
-            sim = simulate(m, batches, hw, checker=checker, on_batch=bar.update)
+            check = (mapped_bytes, from_onnx(load_onnx(source)), src_bytes)
+        with ExitStack() as stack:
+            bars: list[Any] = []
+
+            def on_start(total: int) -> None:
+                bar = click.progressbar(length=total, label="samples", file=sys.stderr)
+                bars.append(stack.enter_context(bar))
+
+            sim = run_on_dataset(
+                m, lambda: dataset_for_mapping(m, dataset, data_dir), hw, samples=samples,
+                batch_size=batch_size, check=check, on_start=on_start,
+                on_batch=lambda n: bars[0].update(n),
+            )  # fmt: skip
     r = sim.report
     payload = r.to_json(details=details)
     payload["accuracy"] = sim.accuracy

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from uticompile.errors import UticompileError
+
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug, not the user's input
 
@@ -57,6 +59,14 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def flag_message(exc: UticompileError) -> str:
+    """The error's message with its option named as the CLI flag (``rounds`` -> ``--rounds``)."""
+    text = str(exc)
+    if exc.option is None:
+        return text
+    return "--" + exc.option.replace("_", "-") + text[len(exc.option) :]
 
 
 def emit(as_json: bool, payload: dict[str, Any], text: Callable[[], str] | str) -> None:

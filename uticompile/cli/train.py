@@ -95,10 +95,9 @@ def train(
 ) -> None:
     """Train a zoo SNN and write it as ONNX."""
     from uticompile.datasets import load_dataset
-    from uticompile.ir import NEURON_PRESETS
     from uticompile.models.train import TrainConfig, evaluate
     from uticompile.models.train import train as train_model
-    from uticompile.models.zoo import ModelSpec, build_model
+    from uticompile.models.zoo import build_for_dataset
     from uticompile.onnx_export import save_onnx
 
     config = TrainConfig(
@@ -116,15 +115,9 @@ def train(
     check_writable_dir(output.parent)
     check_target(output.with_name(output.name + ".ckpt"))
     data = load_dataset(dataset, data_dir=data_dir, size=size)
-    spec = ModelSpec(
-        data.input_shape,
-        data.num_classes,
-        width=width,
-        timesteps=timesteps,
-        neuron=NEURON_PRESETS[neuron],
-        seed=seed,
+    graph = build_for_dataset(
+        model_name, data, width=width, timesteps=timesteps, neuron=neuron, seed=seed
     )
-    graph = build_model(model_name, spec)
     ckpt = output.with_name(output.name + ".ckpt")
     if ckpt.exists() and not resume:
         ckpt.unlink()

@@ -59,39 +59,47 @@ class CompareConfig:
         bad_placement = [p for p in self.placement if p not in PLACEMENTS]
         if bad_placement:
             raise ConfigError(
-                f"unknown --placement {', '.join(bad_placement)}; choose from "
-                f"{', '.join(PLACEMENTS)}"
+                f"placement has unknown values {', '.join(bad_placement)}; choose from "
+                f"{', '.join(PLACEMENTS)}",
+                option="placement",
             )
         if PAPER_PLACEMENT not in self.placement or len(set(self.placement)) != len(self.placement):
             raise ConfigError(
-                "--placement must list 'contiguous' (the paper's mapping, the baseline) once, "
-                "and every other placement at most once"
+                "placement must list 'contiguous' (the paper's mapping, the baseline) once, "
+                "and every other placement at most once",
+                option="placement",
             )
         object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
         if not self.balance:
-            raise ConfigError("--balance needs at least the baseline 'none'")
+            raise ConfigError("balance needs at least the baseline 'none'", option="balance")
         unknown = [b for b in self.balance if b not in BALANCE_CHOICES]
         if unknown:
             raise ConfigError(
-                f"unknown --balance {', '.join(unknown)}; choose from {', '.join(BALANCE_CHOICES)}"
+                f"balance has unknown variants {', '.join(unknown)}; "
+                f"choose from {', '.join(BALANCE_CHOICES)}",
+                option="balance",
             )
         if len(set(self.balance)) != len(self.balance):
-            raise ConfigError("--balance lists a variant twice")
+            raise ConfigError("balance lists a variant twice", option="balance")
         if BASELINE not in self.balance:
-            raise ConfigError("--balance must include 'none': it is the baseline of every figure")
+            raise ConfigError(
+                "balance must include 'none': it is the baseline of every figure", option="balance"
+            )
         if not self.pes:
-            raise ConfigError("--pes needs at least one PE count")
+            raise ConfigError("pes needs at least one PE count", option="pes")
         bad = [p for p in self.pes if not 1 <= p <= MAX_PES]
         if bad:
-            raise ConfigError(f"--pes values must lie in 1..{MAX_PES}, got {bad[0]}")
+            raise ConfigError(f"pes values must lie in 1..{MAX_PES}, got {bad[0]}", option="pes")
         if len(set(self.pes)) != len(self.pes):
-            raise ConfigError("--pes lists a PE count twice")
+            raise ConfigError("pes lists a PE count twice", option="pes")
         if self.samples < 1:
-            raise ConfigError(f"--samples must be >= 1, got {self.samples}")
+            raise ConfigError(f"samples must be >= 1, got {self.samples}", option="samples")
         if self.run_batch_size < 1:
             raise ConfigError(f"run batch size must be >= 1, got {self.run_batch_size}")
         if self.train_limit is not None and self.train_limit < 1:
-            raise ConfigError(f"--train-limit must be >= 1, got {self.train_limit}")
+            raise ConfigError(
+                f"train_limit must be >= 1, got {self.train_limit}", option="train_limit"
+            )
         for variant in self.balance:
             self.prune_config(variant)  # rounds, rate, epochs, seed, device, batch size
         for n in self.pes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def limit_train(data: Dataset, n: int | None) -> Dataset:
     """``data`` with only its first ``n`` training images (all when ``n`` is None)."""
     if n is None or n >= data.x_train.shape[0]:
         return data
-    return replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+    return data.head(train=n)
 
 
 def _share_round0(donor: Path, run_dir: Path, identity: dict[str, Any]) -> bool:

@@ -6,7 +6,7 @@ conversion and statistics happen once, in ``loader.py``, so every dataset is tre
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,17 @@ class Dataset:
         _, c, h, w = self.x_train.shape
         return (int(c), int(h), int(w))
 
+    def head(self, train: int | None = None, test: int | None = None) -> Dataset:
+        """The first ``train`` training and ``test`` test images (None keeps a split whole)."""
+        x_train, y_train = self.x_train[:train], self.y_train[:train]
+        return replace(
+            self,
+            x_train=x_train,
+            y_train=y_train,
+            x_test=self.x_test[:test],
+            y_test=self.y_test[:test],
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class RawSplits:
@@ -100,7 +111,9 @@ class RawSplits:
 def require_dir(name: str, data_dir: str | Path | None, expected: str) -> Path:
     """Resolve ``data_dir`` or fail with one line saying what should be there."""
     if data_dir is None:
-        raise DatasetError(f"{name}: no --data-dir given (expected {expected})")
+        raise DatasetError(
+            f"data_dir is needed for {name} (expected {expected})", option="data_dir"
+        )
     path = Path(data_dir).expanduser()
     if not path.is_dir():
         raise DatasetError(f"{name}: missing directory {path} (expected {expected})")

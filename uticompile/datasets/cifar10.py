@@ -28,7 +28,7 @@ REFERENCE_STD = (0.2023, 0.1994, 0.2010)
 SUBDIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
-_EXPECTED = "the CIFAR-10 python batches in --data-dir"
+_EXPECTED = "the CIFAR-10 python batches in the data directory"
 
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array-rebuilding function
 _ALLOWED: dict[tuple[str, str], Any] = {

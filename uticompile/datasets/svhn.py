@@ -17,7 +17,7 @@ AUGMENT = AugmentSpec(crop_padding=4)
 
 TRAIN_FILE = "train_32x32.mat"
 TEST_FILE = "test_32x32.mat"
-_EXPECTED = "the SVHN train_32x32.mat and test_32x32.mat in --data-dir"
+_EXPECTED = "the SVHN train_32x32.mat and test_32x32.mat in the data directory"
 
 
 def _read_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -73,12 +73,14 @@ def recompile(
         hw = HardwareConfig(**{**hw.__dict__, **meta["hardware"]})
         bound = float(meta["input_bound"])
     except (KeyError, TypeError, ValueError):
-        raise CheckError("the mapping's META lacks the options needed for --check") from None
+        raise CheckError("the mapping's META lacks the options needed to check it") from None
     if calibrated(config):
         want = meta.get("calibration", {}).get("dataset")
         if data is None or data.name != want:
             raise CheckError(
-                f"the placement was calibrated on {want!r}: run --check with --dataset {want}"
+                f"dataset {want} is needed to check this mapping: its placement was calibrated "
+                "on it",
+                option="dataset",
             )
     module, again_m = map_calibrated(graph, config, hw, bound, source, data)
     if encode_mapping(again_m) != mapped_bytes:
