@@ -41,9 +41,18 @@ from uticompile.passes.balance_layers import (
     scope_layers,
 )
 from uticompile.passes.magnitude_prune import global_magnitude_prune
+from uticompile.passes.timestep_criterion import (
+    CRITERION_EPOCH,
+    CRITERION_SAMPLES,
+    DEFAULT_CANDIDATES,
+    DEFAULT_THRESHOLD,
+    TimestepChoice,
+    choose_timesteps,
+)
 from uticompile.passes.utilization import layer_stats, network_utilization
 
 BALANCE_CHOICES: tuple[str, ...] = ("none", *BALANCE_MODES)
+AUTO = "auto"  # --search-timesteps auto: the ET ticket's KL criterion picks the search T
 REWIND_CHOICES: tuple[str, ...] = ("weights", "lr")
 MIN_RATE = 1e-3  # floor of the activity cost: balance_mask needs strictly positive costs
 ACTIVITY_SAMPLES = 256  # training images used to measure firing rates
@@ -64,7 +73,9 @@ class PruneConfig:
     balance: str = "uticket"
     pes: int = 16
     grouping: str = "sata"
-    search_timesteps: int | None = None
+    search_timesteps: int | str | None = None  # an int, "auto" (the ET criterion) or None
+    search_threshold: float = DEFAULT_THRESHOLD
+    search_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     paper_compat: bool = False
     batch_size: int = 64
     lr: float = 0.1
@@ -100,8 +111,17 @@ class PruneConfig:
             raise ConfigError(f"--pes must be >= 1, got {self.pes}")
         if self.grouping not in GROUPINGS:
             raise ConfigError(f"--grouping must be one of {', '.join(GROUPINGS)}")
-        if self.search_timesteps is not None and self.search_timesteps < 1:
+        object.__setattr__(self, "search_candidates", tuple(self.search_candidates))
+        if isinstance(self.search_timesteps, str) and self.search_timesteps != AUTO:
+            raise ConfigError(
+                f"--search-timesteps must be an integer or {AUTO!r}, got {self.search_timesteps!r}"
+            )
+        if isinstance(self.search_timesteps, int) and self.search_timesteps < 1:
             raise ConfigError(f"--search-timesteps must be >= 1, got {self.search_timesteps}")
+        if not (0.0 < self.search_threshold <= 1.0):
+            raise ConfigError(f"--search-threshold must be in (0, 1], got {self.search_threshold}")
+        if not self.search_candidates or min(self.search_candidates) < 1:
+            raise ConfigError("--search-candidates needs timesteps >= 1")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
         self.train_config(0, self.epochs)  # validates batch size, lr, weight decay, device
@@ -117,11 +137,18 @@ class PruneConfig:
             return self.round0_epochs
         return self.epochs - self.rewind_epoch if self.rewind == "weights" else self.epochs
 
-    def round_timesteps(self, r: int, timesteps: int) -> int:
-        """ET ticket: search rounds use ``search_timesteps``, the final round the model's T."""
-        if self.search_timesteps is not None and r < self.rounds:
-            return self.search_timesteps
-        return timesteps
+    def round_timesteps(self, r: int, timesteps: int, chosen: int | None = None) -> int:
+        """ET ticket: search rounds use the search T, the final round the model's T.
+
+        With ``auto`` the search T is ``chosen`` by the criterion during the dense round, which
+        therefore runs at the full T.
+        """
+        if self.search_timesteps is None or r >= self.rounds:
+            return timesteps
+        if self.search_timesteps == AUTO:
+            return timesteps if r == 0 or chosen is None else chosen
+        assert isinstance(self.search_timesteps, int)
+        return self.search_timesteps
 
     def train_config(self, r: int, epochs: int) -> TrainConfig:
         return TrainConfig(
@@ -161,12 +188,28 @@ class LotteryResult:
     graph: Graph
     reports: list[dict[str, Any]] = field(default_factory=list)
     timing: dict[str, Any] | None = None
+    method: dict[str, str] = field(default_factory=dict)
+    search_timesteps: dict[str, Any] | None = None  # the ET criterion's choice (``auto``)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rounds": self.reports}
+        out: dict[str, Any] = {"rounds": self.reports, "method": self.method}
         if self.timing is not None:
             out["et_ticket"] = self.timing
+        if self.search_timesteps is not None:
+            out["search_timesteps"] = self.search_timesteps
+        out["search_seconds"] = search_seconds(self.reports)
         return out
+
+
+def search_seconds(reports: list[dict[str, Any]]) -> dict[str, float]:
+    """Measured training wall time: dense round, search rounds (1..R-1) and the final round."""
+    secs = [float(r["train_seconds"]) for r in reports]
+    return {
+        "dense": secs[0] if secs else 0.0,
+        "search": sum(secs[1:-1]),
+        "final": secs[-1] if len(secs) > 1 else 0.0,
+        "total": sum(secs),
+    }
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -261,6 +304,71 @@ def input_firing_rates(
     return out
 
 
+@torch.no_grad()
+def criterion_logits(graph: Graph, data: Dataset, samples: int = CRITERION_SAMPLES) -> np.ndarray:
+    """Per-timestep logits [T, N, classes] of the first ``samples`` training images (one batch).
+
+    Inference mode (BatchNorm's running statistics, no augmentation), so the network is causal
+    in time and the first t steps are the t-timestep network's (``choose_timesteps``).
+    """
+    net = SNN(graph).eval()
+    x, _ = next(
+        iterate_batches(data, "train", samples, shuffle=False, augment=False, generator=None)
+    )
+    return net(x).double().numpy()
+
+
+def choose_search_timesteps(graph: Graph, data: Dataset, config: PruneConfig) -> TimestepChoice:
+    """The ET ticket's criterion on ``graph`` (the dense model after its second epoch)."""
+    return choose_timesteps(
+        criterion_logits(graph, data),
+        candidates=config.search_candidates,
+        threshold=config.search_threshold,
+    )
+
+
+def search_method(config: PruneConfig, start: Graph) -> dict[str, str]:
+    """What kind of search this is, from the options and the start model's training history.
+
+    Rewinding to an untrained model, or late to epoch K of the dense round, is a lottery ticket
+    (Algorithm 1 step 4). Rewinding to a file that was already trained is fine-tuning.
+    """
+    trained = start.trained_epochs
+    history = (
+        "an untrained model"
+        if trained == 0
+        else "a model of unknown training"
+        if trained is None
+        else f"a model trained {trained} epochs"
+    )
+    if config.rewind == "lr":
+        return {
+            "kind": "lr-rewinding",
+            "text": f"learning-rate rewinding (survivors keep their trained values) from {history}",
+        }
+    if config.rewind_epoch > 0:
+        return {
+            "kind": "lottery-ticket-late-rewind",
+            "text": f"lottery ticket with late rewinding to epoch {config.rewind_epoch} of the "
+            f"dense round, from {history}",
+        }
+    if trained == 0 and config.round0_epochs > 0:
+        return {
+            "kind": "lottery-ticket",
+            "text": "lottery ticket: every round rewinds the survivors to the initialization",
+        }
+    if trained == 0:
+        return {
+            "kind": "pruning-at-init",
+            "text": "pruning at initialization (no dense training: --dense-epochs 0)",
+        }
+    return {
+        "kind": "fine-tuning",
+        "text": f"fine-tuning, not a lottery ticket: every round rewinds to the input, {history} "
+        "(start from `train --epochs 0` or pass --rewind-epoch K for a lottery ticket)",
+    }
+
+
 def _step_seconds(graph: Graph, data: Dataset, config: PruneConfig, timesteps: int) -> float:
     """Mean seconds of one training step at ``timesteps`` (after one warm-up step)."""
     device = torch.device(config.device)
@@ -290,7 +398,7 @@ def _step_seconds(graph: Graph, data: Dataset, config: PruneConfig, timesteps: i
 
 def et_timing(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
     """Measured step-time ratio T2/T and the estimated share of search time it saves."""
-    assert config.search_timesteps is not None
+    assert isinstance(config.search_timesteps, int)
     t_full = _step_seconds(graph, data, config, graph.timesteps)
     t_search = _step_seconds(graph, data, config, config.search_timesteps)
     ratio = t_search / t_full if t_full > 0 else float("nan")
@@ -415,7 +523,7 @@ def run_lottery(
     scope = scope_layers(graph, paper_compat=config.paper_compat)
 
     timing: dict[str, Any] | None = None
-    if config.search_timesteps is not None:
+    if isinstance(config.search_timesteps, int):
         tpath = run / "timing.json"
         if tpath.exists():
             timing = json.loads(tpath.read_text())
@@ -426,6 +534,18 @@ def run_lottery(
     rewind_path = run / "rewind.onnx"
     if config.rewind_epoch == 0 and not rewind_path.exists():
         save_onnx(graph, rewind_path)
+
+    # ET ticket, auto: the criterion runs once, after the dense round's 2nd epoch; its choice
+    # is saved before that epoch's checkpoint, so a resumed run reads the same t.
+    auto = config.search_timesteps == AUTO
+    choice_path = run / "timesteps.json"
+    choice: dict[str, Any] | None = None
+
+    def choose(model: Graph, epoch: int) -> dict[str, Any]:
+        found = choose_search_timesteps(model.with_timesteps(T), data, config)
+        record = {**found.to_json(), "after_epoch": epoch}
+        atomic_write_text(choice_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        return record
 
     reports: list[dict[str, Any]] = []
     prev: Graph | None = None
@@ -441,7 +561,14 @@ def run_lottery(
             reports.append(report)
             emit(LotteryEvent("round_end", r, config.rounds, report=report, resumed=True))
             continue
-        Tr = config.round_timesteps(r, T)
+        if auto and r > 0 and choice is None:
+            if choice_path.exists():
+                choice = json.loads(choice_path.read_text())
+            else:  # the dense round trained fewer than 2 epochs (or none): decide on its model
+                assert prev is not None
+                choice = choose(prev, config.round0_epochs)
+        chosen = None if choice is None else int(choice["timesteps"])
+        Tr = config.round_timesteps(r, T, chosen)
         epochs = config.round_epochs(r)
 
         # 1. masks: dense in round 0, else prune the previous round's trained weights + balance.
@@ -464,7 +591,7 @@ def run_lottery(
                 t0 = time.perf_counter()
                 costs = (
                     input_firing_rates(
-                        prev.with_timesteps(config.round_timesteps(r - 1, T)), data, scope
+                        prev.with_timesteps(config.round_timesteps(r - 1, T, chosen)), data, scope
                     )
                     if config.balance == "activity"
                     else None
@@ -517,7 +644,12 @@ def run_lottery(
 
         def on_epoch_end(epoch: int, net: SNN, r: int = r) -> None:
             if r == 0 and epoch == config.rewind_epoch:
-                save_onnx(net.to_graph().with_timesteps(T), rewind_path)
+                snapshot = net.to_graph().with_timesteps(T)
+                if graph.trained_epochs is not None:
+                    snapshot.trained_epochs = graph.trained_epochs + epoch
+                save_onnx(snapshot, rewind_path)
+            if r == 0 and auto and epoch == min(CRITERION_EPOCH, config.round0_epochs):
+                choose(net.to_graph(), epoch)
 
         t0 = time.perf_counter()
         if epochs > 0:
@@ -561,4 +693,12 @@ def run_lottery(
         run / "report.jsonl", "".join(json.dumps(x, sort_keys=True) + "\n" for x in reports)
     )
     assert prev is not None
-    return LotteryResult(graph=prev.with_timesteps(T), reports=reports, timing=timing)
+    if auto and choice is None and choice_path.exists():
+        choice = json.loads(choice_path.read_text())  # rounds == 0: chosen, never used
+    return LotteryResult(
+        graph=prev.with_timesteps(T),
+        reports=reports,
+        timing=timing,
+        method=search_method(config, graph),
+        search_timesteps=choice,
+    )
