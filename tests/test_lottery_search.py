@@ -13,7 +13,7 @@ import pytest
 
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph
-from uticompile.models.datasets import Dataset, load_dataset
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import PruneConfig, criterion_logits, run_lottery, search_method
 
