@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph
-from uticompile.datasets import Dataset, load_dataset
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import PruneConfig, criterion_logits, run_lottery, search_method
 

@@ -138,8 +138,11 @@ def _body(workdir: Path) -> str:
         "With `sata` grouping a layer's filters are taken in contiguous blocks of n, so the blocks "
         f"of {', '.join(map(str, inner))} PEs sit inside the blocks of 16 that were balanced: "
         "every filter of a 16-block has the same workload, so every smaller block is balanced too"
-        + (" (static utilization 1.000 at each)." if balanced else
-           " (yet the measured static utilization is below 1 at some of them: see the table).")
+        + (
+            " (static utilization 1.000 at each)."
+            if balanced
+            else " (yet the measured static utilization is below 1 at some of them: see the table)."
+        )
         + " Blocks of 32 and 64 join 16-blocks with different workloads, and `vgg_small`'s "
         "layers of 16-64 filters leave PEs without a filter at 32 and 64, so latency stops "
         "halving there. The paper's VGG-16 has 64-512 filters per layer.",

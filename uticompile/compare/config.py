@@ -9,6 +9,7 @@ from uticompile.errors import ConfigError
 from uticompile.limits import MAX_PES
 from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
 from uticompile.passes.pipeline import MapConfig
+from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
 from uticompile.placement import PLACEMENTS
 
 BASELINE = "none"  # the lottery-ticket baseline every variant is compared with
@@ -32,6 +33,11 @@ class CompareConfig:
     rounds: int = 14
     rate: float = 0.25
     epochs: int = 5
+    dense_epochs: int | None = None
+    rewind_epoch: int = 0
+    search_timesteps: int | str | None = None
+    search_threshold: float = DEFAULT_THRESHOLD
+    search_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     grouping: str = "sata"
     bits: int = 16
     placement: tuple[str, ...] = (PAPER_PLACEMENT, "auto")
@@ -59,6 +65,7 @@ class CompareConfig:
                 "--placement must list 'contiguous' (the paper's mapping, the baseline) once, "
                 "and every other placement at most once"
             )
+        object.__setattr__(self, "search_candidates", tuple(self.search_candidates))
         if not self.balance:
             raise ConfigError("--balance needs at least the baseline 'none'")
         unknown = [b for b in self.balance if b not in BALANCE_CHOICES]
@@ -99,6 +106,11 @@ class CompareConfig:
             rounds=self.rounds,
             rate=self.rate,
             epochs=self.epochs,
+            dense_epochs=self.dense_epochs,
+            rewind_epoch=self.rewind_epoch,
+            search_timesteps=self.search_timesteps,
+            search_threshold=self.search_threshold,
+            search_candidates=self.search_candidates,
             balance=balance,
             pes=self.primary_pes,
             grouping=self.grouping,
@@ -119,6 +131,7 @@ class CompareConfig:
         d = asdict(self)
         d["balance"], d["pes"] = list(self.balance), list(self.pes)
         d["placement"] = list(self.placement)
+        d["search_candidates"] = list(self.search_candidates)
         return d
 
 

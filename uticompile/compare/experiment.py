@@ -81,6 +81,8 @@ class CompareResult:
             "files": self.files,
             "plots_skipped": self.plots_skipped,
             "primary_pes": r["primary_pes"],
+            "method": r["method"],
+            "search_timesteps": r["search_timesteps"],
             "baseline": r["baseline"],
             "variants": {
                 v: {
@@ -119,6 +121,8 @@ def _share_round0(donor: Path, run_dir: Path, identity: dict[str, Any]) -> bool:
     text = json.dumps(identity, indent=2, sort_keys=True) + "\n"
     atomic_write_text(run_dir / "config.json", text)
     atomic_write_bytes(run_dir / "rewind.onnx", (donor / "rewind.onnx").read_bytes())
+    if (donor / "timesteps.json").exists():  # the ET criterion ran in round 0
+        atomic_write_bytes(run_dir / "timesteps.json", (donor / "timesteps.json").read_bytes())
     for name in _ROUND0_FILES:
         atomic_write_bytes(run_dir / "round_00" / name, (src / name).read_bytes())
     return True
@@ -285,7 +289,15 @@ def run_compare(
     # 1. pruning: the baseline first, so the others can take its round 0.
     runs: dict[str, Path] = {}
     rounds: dict[str, list[dict[str, Any]]] = {}
+<<<<<<< HEAD
     for variant, (pc, identity, run_dir) in prune_runs(graph, train_data, config, out).items():
+=======
+    search: dict[str, Any] = {}
+    for variant in order:
+        pc = config.prune_config(variant)
+        identity = run_identity(graph, train_data, pc)
+        run_dir = out / "runs" / f"{variant}-{digest(identity)[:12]}"
+>>>>>>> 2a4f159 (compare: --dense-epochs, --rewind-epoch and the ET search options pass through; results name the search (lottery ticket / fine-tuning) and the chosen search T; prune prints the measured training seconds)
         if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
             emit(CompareEvent("round0_shared", variant, 0))
 
@@ -294,6 +306,7 @@ def run_compare(
 
         result = run_lottery(graph, train_data, pc, run_dir, resume=True, on_event=relay)
         runs[variant], rounds[variant] = run_dir, result.reports
+        search = {"method": result.method, "search_timesteps": result.search_timesteps}
 
     # 2. map and run every model that a table or figure needs.
     runner = _Runner(out, config, data, hw, bound)
@@ -311,6 +324,7 @@ def run_compare(
         runs={v: p.relative_to(out).as_posix() for v, p in runs.items()},
         rounds=rounds,
         reports=reports,
+        search=search,
     )
     plots = render_plots(results, out)
     files = ["results.json", "results.md", *(plots or [])]
