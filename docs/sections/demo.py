@@ -14,7 +14,7 @@ from sections import Section
 from sections.paper import PAPER, pct, table
 
 DENSE_EPOCHS = 3
-REWIND_EPOCH = 0
+REWIND_EPOCH = 1
 ROUNDS = 3
 RATE = 0.5
 EPOCHS = 2
