@@ -140,3 +140,29 @@ def test_search_method_labels(
 def test_bad_search_options(kw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError):
         _config(**kw)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--search-timesteps", "sometimes"], "--search-timesteps takes an integer or 'auto'"),
+        (["--search-candidates", "2,x"], "--search-candidates takes comma-separated integers"),
+        (["--search-timesteps", "auto", "--search-threshold", "2"], "--search-threshold"),
+    ],
+)
+def test_cli_rejects_bad_search_options_in_one_line(
+    tmp_path: Path,
+    small_graphs: dict[str, Graph],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    from uticompile.cli import main
+    from uticompile.onnx_export import save_onnx
+
+    save_onnx(small_graphs["vgg_small"], tmp_path / "m.onnx")
+    code = main(["prune", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "p.onnx"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
