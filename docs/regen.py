@@ -66,7 +66,9 @@ def run_commands(section: Section, workdir: Path, *, keep: bool) -> dict[str, ob
     t0 = time.perf_counter()
     for command in section.commands:
         click.echo(f"[{section.name}] $ {command}", err=True)
-        proc = subprocess.run(command, shell=True, cwd=workdir, env=env, check=False)
+        proc = subprocess.run(
+            command, shell=True, executable="/bin/bash", cwd=workdir, env=env, check=False
+        )
         if proc.returncode != 0:
             raise click.ClickException(f"section {section.name}: exit {proc.returncode}: {command}")
     record: dict[str, object] = {

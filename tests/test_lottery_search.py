@@ -66,6 +66,7 @@ def test_auto_search_records_its_choice_and_resumes_identically(
     assert result.graph.timesteps == 4
     secs = result.summary()["search_seconds"]
     assert secs["search"] == result.reports[1]["train_seconds"]
+    assert secs["cpu"]["search"] == result.reports[1]["train_cpu_seconds"] > 0
     # the choice is re-read on resume, so a partly redone run ends with the same bytes
     final = (tmp_path / "run" / "round_02" / "trained.onnx").read_bytes()
     shutil.rmtree(tmp_path / "run" / "round_01")
