@@ -9,6 +9,10 @@ Everything a round produces lives in its own folder of the run directory (``roun
 ``report.json`` and a ``done`` marker written last. Each round's RNGs are seeded from
 ``(seed, round)`` and training checkpoints to ``train.ckpt`` every epoch, so a resumed run (even
 after kill -9 mid-round) ends with the byte-identical model of an uninterrupted one.
+
+``rewind.onnx`` is the rewind point: the input model (a lottery ticket when the input is untrained,
+fine-tuning when it was trained; ``search_method`` names which) or epoch K of the dense round.
+With ``search_timesteps="auto"`` the ET criterion's choice is saved as ``timesteps.json``.
 """
 
 from __future__ import annotations
