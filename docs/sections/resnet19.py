@@ -11,10 +11,14 @@ from sections.paper import pct, table
 
 EPOCHS = 5
 MODELS = ("resnet19", "resnet19_bnhead")
-COMMANDS = tuple(
-    f"uticompile train --model {m} --width 0.25 --dataset digits --epochs {EPOCHS} "
-    f"-o {m}.onnx --json > {m}.json"
-    for m in MODELS
+# Both trainings run side by side; `wait -n` twice fails if either fails.
+COMMANDS = (
+    " & ".join(
+        f"uticompile train --model {m} --width 0.25 --dataset digits --epochs {EPOCHS} "
+        f"-o {m}.onnx --json > {m}.json"
+        for m in MODELS
+    )
+    + " & wait -n && wait -n",
 )
 
 
