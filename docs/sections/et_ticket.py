@@ -66,16 +66,18 @@ def _body(workdir: Path) -> str:
         rows,
     )  # fmt: skip
     acc = auto["rounds"][-1]["accuracy"] - full["rounds"][-1]["accuracy"]
+    ratio = as_["cpu"]["search"] / fs["cpu"]["search"] if fs["cpu"]["search"] else float("nan")
     out += [
         "",
         f"Search time saved by the ET ticket: {pct(_saving(fs['search'], as_['search']))} of the "
         f"search rounds' wall time ({pct(_saving(fs['cpu']['search'], as_['cpu']['search']))} "
         f"of their CPU time), {pct(_saving(fs['total'], as_['total']))} of the whole run's wall "
         f"time; final accuracy {'+' if acc >= 0 else ''}{100 * acc:.1f} points. Paper: up to "
-        f"{pct(PAPER['et_saving'])} less search time at the same accuracy. A training step at t "
-        f"costs about t/T of one at T, so t = {t} of {T} saves at most {pct(1 - t / T)} of a "
-        "search round; the dense round (where the criterion runs, at the full T) and the final "
-        "round are not shortened. Normalizing by the largest KL gives the worst candidate 1.0; "
+        f"{pct(PAPER['et_saving'])} less search time at the same accuracy. A search round at "
+        f"t = {t} cost {ratio:.2f} of one at T = {T} in CPU time (t/T = {t / T:.2f}); the dense "
+        "round (where the criterion runs, at the full T) and the final round are not shortened, "
+        "which is why the whole run saves less. Normalizing by the largest KL gives the worst "
+        "candidate 1.0; "
         "when KL falls with t that is always the smallest t, so the rule as described picks 3, "
         "4 or the full T from {2, 3, 4}, never 2.",
     ]
