@@ -28,14 +28,15 @@ def _body(workdir: Path) -> str:
     }
     rows = []
     for m, d in runs.items():
-        head = list(d["spike_sparsity"])[-1]  # the hidden head LIF is the last LIF
+        # the hidden head LIF is the last LIF (lif1..lifN; the JSON's keys are sorted as text)
+        head = max(d["spike_sparsity"], key=lambda k: int(k.removeprefix("lif")))
         rows.append(
             [f"`{m}`", *(f"{h['loss']:.3f}" for h in d["history"]), pct(d["test_accuracy"]),
              pct(1 - d["spike_sparsity"][head])]
         )  # fmt: skip
     out = table(
         ["model", *(f"loss, epoch {i + 1}" for i in range(EPOCHS)), "test accuracy",
-         "head LIF firing rate (test)"],
+         "head LIF firing rate (test set)"],
         rows,
     )  # fmt: skip
     ref, bn = (runs[m]["test_accuracy"] for m in MODELS)
@@ -43,7 +44,7 @@ def _body(workdir: Path) -> str:
         "",
         f"The reference ResNet-19 ends at {pct(ref)} (chance is 10%): its head is global "
         "average pool -> Linear 512x256 (N(0, 0.01) init) -> LIF -> Linear. Pooled spike rates "
-        "below 1 times weights of 0.01 keep the hidden LIF's membrane two orders of magnitude "
+        "below 1 times weights of 0.01 keep the hidden LIF's membrane far "
         "below its threshold of 1, so it does not fire (the last column): the classifier sees "
         "zeros, and the surrogate gradient that reaches the layers below passes through two "
         "0.01-scale matrices. `resnet19_bnhead` changes one thing: a BatchNorm between the "
