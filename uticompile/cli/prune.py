@@ -8,11 +8,7 @@ from typing import Any
 
 import click
 
-<<<<<<< HEAD
-from uticompile.cli.options import emit, fast_path_options, step_bar
-=======
-from uticompile.cli.options import emit, search_options, step_bar
->>>>>>> 2a4f159 (compare: --dense-epochs, --rewind-epoch and the ET search options pass through; results name the search (lottery ticket / fine-tuning) and the chosen search T; prune prints the measured training seconds)
+from uticompile.cli.options import emit, fast_path_options, search_options, step_bar
 
 
 def _round_row(report: dict[str, Any]) -> str:

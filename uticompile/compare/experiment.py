@@ -289,15 +289,8 @@ def run_compare(
     # 1. pruning: the baseline first, so the others can take its round 0.
     runs: dict[str, Path] = {}
     rounds: dict[str, list[dict[str, Any]]] = {}
-<<<<<<< HEAD
-    for variant, (pc, identity, run_dir) in prune_runs(graph, train_data, config, out).items():
-=======
     search: dict[str, Any] = {}
-    for variant in order:
-        pc = config.prune_config(variant)
-        identity = run_identity(graph, train_data, pc)
-        run_dir = out / "runs" / f"{variant}-{digest(identity)[:12]}"
->>>>>>> 2a4f159 (compare: --dense-epochs, --rewind-epoch and the ET search options pass through; results name the search (lottery ticket / fine-tuning) and the chosen search T; prune prints the measured training seconds)
+    for variant, (pc, identity, run_dir) in prune_runs(graph, train_data, config, out).items():
         if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
             emit(CompareEvent("round0_shared", variant, 0))
 
