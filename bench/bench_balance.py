@@ -24,7 +24,7 @@ from uticompile.models.batches import iterate_batches
 from uticompile.models.snn import SNN
 from uticompile.models.train import timestep_loss
 from uticompile.models.zoo import ModelSpec, build_model
-from uticompile.passes.balance import balance_mask, check_balanced
+from uticompile.passes.balance import balance_mask, check_cycles_balanced, check_iso_balanced
 
 SPARSITY = 1 - 0.75**14
 
@@ -35,19 +35,35 @@ def lottery_masks(graph_params: dict[str, np.ndarray], names: list[str]) -> dict
     return {n: np.abs(graph_params[n]) > threshold for n in names}
 
 
-def time_balancing(masks: dict[str, np.ndarray], pes: int, repeats: int) -> tuple[float, float]:
+def synthetic_costs(masks: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """Expected cycles per position for ``cycles``: lognormal per-channel rates x positions."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, m in masks.items():
+        rate = rng.lognormal(0.0, 1.0, (1, m.shape[1]) + (1,) * (m.ndim - 2))
+        out[k] = rate * rng.integers(4, 10, (1, 1, *m.shape[2:])) if m.ndim == 4 else rate
+    return out
+
+
+def time_balancing(
+    masks: dict[str, np.ndarray], pes: int, repeats: int, mode: str = "uticket"
+) -> tuple[float, float]:
     """(first run incl. building the PE layouts, best of ``repeats`` warm runs) in seconds."""
     times = []
+    costs = synthetic_costs(masks)
+    scores = {k: np.random.default_rng(1).standard_normal(m.shape) for k, m in masks.items()}
     for r in range(repeats + 1):
         if r == 0:
             _build_layout.cache_clear()
         rng = np.random.default_rng(r)
         t0 = time.perf_counter()
-        for mask in masks.values():
+        for name, mask in masks.items():
             layout = group_layout(mask.shape, pes, "sata")
-            out = balance_mask(mask, layout, "uticket", rng=rng)
+            out = balance_mask(mask, layout, mode, rng=rng, scores=scores[name], cost=costs[name])
         times.append(time.perf_counter() - t0)
-        check_balanced(out, layout)
+        check_iso_balanced(out, mask, layout)
+        if mode == "cycles":
+            check_cycles_balanced(out, mask, layout, costs[name])
     return times[0], min(times[1:])
 
 
@@ -83,6 +99,7 @@ def main() -> None:
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.size for m in masks.values())
     cold, warm = time_balancing(masks, args.pes, args.repeats)
+    cyc_cold, cyc_warm = time_balancing(masks, args.pes, args.repeats, "cycles")
     step, steps_per_epoch = time_training_steps(args.steps)
     epoch = step * steps_per_epoch
 
@@ -92,6 +109,8 @@ def main() -> None:
     )
     print(f"balancing (uticket), first run incl. layouts: {cold * 1e3:9.1f} ms")
     print(f"balancing (uticket), warm (best of {args.repeats}):    {warm * 1e3:9.1f} ms")
+    print(f"balancing (cycles), first run incl. layouts:  {cyc_cold * 1e3:9.1f} ms")
+    print(f"balancing (cycles), warm (best of {args.repeats}):     {cyc_warm * 1e3:9.1f} ms")
     print(f"training step (batch 64, T=4, median of {args.steps}):  {step:9.2f} s")
     print(f"training epoch on digits ({steps_per_epoch} steps, estimated): {epoch:9.1f} s")
     print(f"ratio balancing / one epoch:      {cold / epoch:.2e} ({100 * cold / epoch:.4f}%)")
@@ -99,6 +118,7 @@ def main() -> None:
         f"ratio balancing / 300-epoch round: {cold / (300 * epoch):.2e} "
         f"({100 * cold / (300 * epoch):.6f}%)  paper: 0.11% of one round (GPU)"
     )
+    print(f"ratio cycles balancing / one epoch: {cyc_cold / epoch:.2e}")
 
 
 if __name__ == "__main__":

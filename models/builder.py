@@ -13,6 +13,22 @@ from uticompile.errors import ConfigError
 from uticompile.ir import Graph, LIFParams, Node, infer_shapes
 
 
+def conv_weight(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Kaiming-normal (fan_out) conv weights [out, in, kh, kw]."""
+    fan_out = shape[0] * int(np.prod(shape[2:]))
+    return rng.normal(0.0, np.sqrt(2.0 / fan_out), shape)
+
+
+def linear_weight(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """N(0, 0.01) linear weights [out, in]."""
+    return rng.normal(0.0, 0.01, shape)
+
+
+def bn_params(c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """BatchNorm weight 1, bias 0, running mean 0, running var 1."""
+    return np.ones(c), np.zeros(c), np.zeros(c), np.ones(c)
+
+
 class GraphBuilder:
     """Append layers to a graph under construction; every method returns the new value's name."""
 
@@ -70,8 +86,7 @@ class GraphBuilder:
     ) -> str:
         name = self._name("conv")
         in_ch = self.shape[x][0]
-        std = np.sqrt(2.0 / (out_ch * k * k))
-        weight = self.rng.normal(0.0, std, (out_ch, in_ch, k, k))
+        weight = conv_weight(self.rng, (out_ch, in_ch, k, k))
         inputs: tuple[str, ...] = (x, self._param(f"{name}.weight", weight))
         if bias:
             inputs += (self._param(f"{name}.bias", np.zeros(out_ch)),)
@@ -80,14 +95,9 @@ class GraphBuilder:
 
     def bn(self, x: str) -> str:
         name = self._name("bn")
-        c = self.shape[x][0]
-        inputs = (
-            x,
-            self._param(f"{name}.weight", np.ones(c)),
-            self._param(f"{name}.bias", np.zeros(c)),
-            self._param(f"{name}.running_mean", np.zeros(c)),
-            self._param(f"{name}.running_var", np.ones(c)),
-        )
+        slots = ("weight", "bias", "running_mean", "running_var")
+        values = bn_params(self.shape[x][0])
+        inputs = (x, *(self._param(f"{name}.{k}", v) for k, v in zip(slots, values, strict=True)))
         return self._add(
             "bn", "BatchNormalization", inputs, {"epsilon": 1e-5, "momentum": 0.9}, name
         )
@@ -115,7 +125,7 @@ class GraphBuilder:
         in_features = self.shape[x][0]
         inputs = (
             x,
-            self._param(f"{name}.weight", self.rng.normal(0.0, 0.01, (out_features, in_features))),
+            self._param(f"{name}.weight", linear_weight(self.rng, (out_features, in_features))),
             self._param(f"{name}.bias", np.zeros(out_features)),
         )
         return self._add("fc", "Gemm", inputs, {}, name)

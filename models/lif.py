@@ -45,6 +45,21 @@ def surrogate_grad(v: torch.Tensor, surrogate: str, alpha: float) -> torch.Tenso
     return alpha / 2 / (1 + (math.pi / 2 * alpha * v) ** 2)
 
 
+def integrate(xt: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence over the T steps of ``xt`` [T, ...]: spikes, and each step's membrane
+    after integration and before the reset (the backward needs it; spatial pruning's PCA too)."""
+    u = torch.zeros_like(xt[0])
+    spikes = torch.empty_like(xt)
+    membranes = torch.empty_like(xt)
+    for t in range(xt.shape[0]):
+        # x * 1.0 == x bit for bit, so the common gain of 1 skips a pass.
+        u = torch.add(p.leak * u, xt[t] if p.gain == 1.0 else p.gain * xt[t], out=membranes[t])
+        s = spikes[t]
+        s.copy_(u - p.threshold >= 0)
+        u = u * (1 - s) if p.reset == "hard" else u - s * p.threshold
+    return spikes, membranes
+
+
 class _MultiStepLIF(torch.autograd.Function):
     """All T steps of the recurrence as one autograd node, with the gradient written out.
 
@@ -57,15 +72,7 @@ class _MultiStepLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, xt: torch.Tensor, p: LIFParams) -> torch.Tensor:
-        u = torch.zeros_like(xt[0])
-        spikes = torch.empty_like(xt)
-        membranes = torch.empty_like(xt)  # u_t before the reset: what the backward needs
-        for t in range(xt.shape[0]):
-            # x * 1.0 == x bit for bit, so the common gain of 1 skips a pass.
-            u = torch.add(p.leak * u, xt[t] if p.gain == 1.0 else p.gain * xt[t], out=membranes[t])
-            s = spikes[t]
-            s.copy_(u - p.threshold >= 0)
-            u = u * (1 - s) if p.reset == "hard" else u - s * p.threshold
+        spikes, membranes = integrate(xt, p)
         ctx.save_for_backward(membranes, spikes)
         ctx.params = p
         return spikes
@@ -115,6 +122,12 @@ class LIF(nn.Module):
         # threshold crossings away from what the exported float32 model computes.
         xt = x.float().reshape(self.timesteps, -1, *x.shape[1:])
         return _MultiStepLIF.apply(xt, self.params).reshape(x.shape)
+
+    @torch.no_grad()
+    def mean_membrane(self, x: torch.Tensor) -> torch.Tensor:
+        """Membrane potential after integration and before reset, averaged over T: [B, ...]."""
+        xt = x.float().reshape(self.timesteps, -1, *x.shape[1:])
+        return integrate(xt, self.params)[1].mean(0)
 
     def extra_repr(self) -> str:
         p = self.params

@@ -133,6 +133,8 @@ class SNN(nn.Module):
                 out = inp.unsqueeze(0).expand(T, *inp.shape).reshape(-1, *inp.shape[1:])
             elif op == "MaxPool":
                 out = F.max_pool2d(inp, node.ints("kernel_shape"), node.ints("strides"))
+            elif op in ("AveragePool", "SumPool"):
+                out = _window_pool(inp, node)
             elif op == "GlobalAveragePool":
                 out = inp.mean(dim=(2, 3), keepdim=True)
             elif op == "Add":
@@ -144,6 +146,21 @@ class SNN(nn.Module):
             values[node.output] = out
         logits = values[self.graph.output_name]
         return logits.reshape(T, -1, logits.shape[-1])
+
+
+def _window_pool(x: torch.Tensor, node: Node) -> torch.Tensor:
+    """Average (zero padding counted) or sum over windows; symmetric padding only."""
+    pt, pl, pb, pr = node.ints("pads")
+    if (pt, pl) != (pb, pr):
+        raise ValueError(f"node {node.name}: asymmetric padding is not supported")
+    return F.avg_pool2d(
+        x,
+        node.ints("kernel_shape"),
+        node.ints("strides"),
+        (pt, pl),
+        count_include_pad=True,
+        divisor_override=1 if node.op == "SumPool" else None,
+    )
 
 
 def predict(logits: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Workload balancing of a whole network's masks (u-Ticket Algorithm 1, lines 6-16).
 
-Applies ``balance_mask`` to every in-scope layer with the layer's PE layout and, for the count
-modes, checks the result with ``check_balanced`` so an unbalanced mask never reaches training.
-Layers out of scope keep their masks.
+Applies ``balance_mask`` to every in-scope layer with the layer's PE layout and checks the
+result against the pruned mask (``iso`` targets: counts conserved, spread <= 1; ``ceil``: every PE
+at the group max; ``cycles``: the expected-cycles bound) so an unbalanced mask never reaches
+training. Layers out of scope keep their masks.
 """
 
 from __future__ import annotations
@@ -15,17 +16,25 @@ import numpy as np
 from uticompile.errors import ConfigError, PassError
 from uticompile.grouping import group_layout
 from uticompile.ir import Graph
-from uticompile.passes.balance import BALANCE_MODES, balance_mask, check_balanced
-
-COUNT_MODES: tuple[str, ...] = ("uticket", "magnitude")
+from uticompile.passes.balance import (
+    BALANCE_MODES,
+    balance_mask,
+    check_balanced,
+    check_cycles_balanced,
+    check_iso_balanced,
+)
 
 
 @dataclass(frozen=True)
 class LayerBalance:
-    """What balancing changed in one layer: positions regrown and survivors removed."""
+    """What balancing changed in one layer: positions regrown and survivors removed, and the
+    layer's nonzero count before (as pruned) and after balancing (equal under ``iso`` targets).
+    """
 
     regrown: int
     removed: int
+    before: int
+    after: int
 
 
 def prunable_layers(graph: Graph) -> list[str]:
@@ -62,13 +71,15 @@ def balance_masks(
     scope: Iterable[str],
     scores: Mapping[str, np.ndarray] | None = None,
     costs: Mapping[str, np.ndarray] | None = None,
+    targets: str = "iso",
 ) -> tuple[dict[str, np.ndarray], dict[str, LayerBalance]]:
     """Balance every layer of ``scope``; returns new masks (all layers) and per-layer changes.
 
-    ``scores`` (trained weights) are needed by ``magnitude`` and ``activity``, ``costs``
-    (per-position, broadcastable to the weight) by ``activity``. Layers are processed in graph
-    order with the one ``rng``, so the same seed gives the same masks. Raises PassError naming the
-    layer if a count mode leaves a group unbalanced.
+    ``scores`` (trained weights) are needed by ``magnitude`` and ``cycles``, ``costs``
+    (expected cycles per position, broadcastable to the weight) by ``cycles``; ``targets`` is
+    the count rule (``iso`` or the public code's ``ceil``). Layers are processed in graph order
+    with the one ``rng``, so the same seed gives the same masks. Raises PassError naming the
+    layer if a postcondition fails.
     """
     if mode not in BALANCE_MODES:
         raise ConfigError(
@@ -90,14 +101,22 @@ def balance_masks(
             rng=rng,
             scores=None if scores is None else scores.get(node.name),
             cost=None if costs is None else costs.get(node.name),
+            targets=targets,
         )
-        if mode in COUNT_MODES:
-            try:
+        try:
+            if targets == "iso":
+                check_iso_balanced(after, before, layout)
+            else:
                 check_balanced(after, layout)
-            except PassError as exc:
-                raise PassError(f"layer {node.name}: {exc}") from exc
+            if mode == "cycles" and costs is not None:
+                check_cycles_balanced(after, before, layout, costs[node.name])
+        except PassError as exc:
+            raise PassError(f"layer {node.name}: {exc}") from exc
         info[node.name] = LayerBalance(
-            regrown=int((after & ~before).sum()), removed=int((before & ~after).sum())
+            regrown=int((after & ~before).sum()),
+            removed=int((before & ~after).sum()),
+            before=int(before.sum()),
+            after=int(after.sum()),
         )
         out[node.name] = after
     return out, info

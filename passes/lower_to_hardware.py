@@ -4,7 +4,9 @@
 - conv -> ``CONV``, linear -> ``FC``, max-pool -> ``MAXPOOL`` (an OR on spikes), add -> ``ADD``,
   flatten -> ``FLATTEN``;
 - global average pooling -> ``SUMPOOL`` (spike counts), its 1/(H*W) folded into the next ``FC``'s
-  weights so the hardware never divides;
+  weights so the hardware never divides; an imported (NIR) average or sum pool whose window is the
+  whole feature map is the same layer (a sum pool without the division);
+- the network ends with its classifier (``FC``), or with a ``LIF`` that reads it (spiking output);
 - LIF -> ``LIF`` with the input gain folded into the threshold: u = leak*u + g*x fires at theta
   exactly when v = u/g, v = leak*v + x, fires at theta/g (hard or subtract reset alike).
 """
@@ -95,12 +97,20 @@ class LowerToHardware:
                 layer.kernel = node.ints("kernel_shape")  # type: ignore[assignment]
                 layer.stride = node.ints("strides")  # type: ignore[assignment]
                 add(layer, node.output)
-            elif node.op == "GlobalAveragePool":
+            elif node.op in ("GlobalAveragePool", "AveragePool", "SumPool"):
+                if node.op != "GlobalAveragePool" and (
+                    node.ints("kernel_shape") != in_shape[1:] or any(node.ints("pads"))
+                ):
+                    raise PassError(
+                        f"{node.name!r}: only pooling over the whole feature map has a hardware "
+                        "form (SUMPOOL); window pooling is not mapped"
+                    )
                 layer = HwLayer(**base, kind="SUMPOOL", inputs=(index[x],))  # type: ignore[arg-type]
                 layer.kernel = (in_shape[1], in_shape[2])
                 layer.stride = layer.kernel
                 add(layer, node.output)
-                divisor[node.output] = 1.0 / (in_shape[1] * in_shape[2])
+                if node.op != "SumPool":
+                    divisor[node.output] = 1.0 / (in_shape[1] * in_shape[2])
             elif node.op == "Flatten":
                 layer = HwLayer(**base, kind="FLATTEN", inputs=(index[x],))  # type: ignore[arg-type]
                 add(layer, node.output)
@@ -112,8 +122,12 @@ class LowerToHardware:
                 add(layer, node.output)
             else:  # pragma: no cover - validate() admits no other op
                 raise PassError(f"{node.name!r}: op {node.op} has no hardware lowering")
-        if index[graph.output_name] != len(layers) - 1 or layers[-1].kind != "FC":
-            raise PassError("the network must end with its classifier (a linear layer)")
+        last = layers[-1]
+        spiking_head = last.kind == "LIF" and layers[last.inputs[0]].kind == "FC"
+        if index[graph.output_name] != len(layers) - 1 or not (last.kind == "FC" or spiking_head):
+            raise PassError(
+                "the network must end with its classifier (a linear layer, or a neuron after it)"
+            )
         encoders = [layer for layer in layers if layer.kind == "ENCODE"]
         if len(encoders) != 1:
             raise PassError("the network needs exactly one direct-encoding conv")

@@ -87,9 +87,15 @@ class CostReport:
     energy_pj: dict[str, float] = field(default_factory=dict)
     idle_energy_pj: float = 0.0  # the part of the static energy burnt waiting (in the total)
     saturations: int = 0
+    # per layer (all kinds, LAYR order): the sum of its output values over samples and timesteps
+    # (spikes for LIF/MAXPOOL, spike counts for SUMPOOL); ``run --details`` emits it
+    layer_sums: list[int] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_json(self, *, details: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        if not details:
+            del out["layer_sums"]
+        return out
 
 
 def _slot_matrix(m: Mapping, i: int, w: LayerWeights) -> sparse.csr_matrix:
@@ -125,6 +131,7 @@ class EventCounter:
         self.lif_updates = 0
         self.samples = 0
         self.saturations = 0
+        self.layer_sums = [0] * len(m.layers)
 
     def add(self, execution: Execution) -> None:
         outs = execution.outputs
@@ -156,6 +163,8 @@ class EventCounter:
             ev.inputs += int(x.size)
         self.samples += outs[-1].values.shape[1]
         self.saturations += sum(o.saturated for o in outs)
+        for i, o in enumerate(outs):
+            self.layer_sums[i] += int(o.values.sum(dtype=np.int64))
 
     def report(self) -> CostReport:
         layers = []
@@ -189,6 +198,7 @@ class EventCounter:
         report = CostReport(samples=self.samples, layers=layers, lif_updates=self.lif_updates)
         _totals(report, self.hw)
         report.saturations = self.saturations
+        report.layer_sums = list(self.layer_sums)
         return report
 
 

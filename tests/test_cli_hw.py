@@ -29,7 +29,8 @@ def _prepare(g: Graph, path: Path, balanced: bool) -> Path:
         w = g.params[node.inputs[1]]
         mask = rng.random(w.shape) < 0.3
         if balanced:
-            mask = balance_mask(mask, group_layout(w.shape, 16, "sata"), "uticket", rng=rng)
+            lay = group_layout(w.shape, 16, "sata")  # ceil targets: every PE exactly equal
+            mask = balance_mask(mask, lay, "uticket", rng=rng, targets="ceil")
         g.params[node.inputs[1]] = np.where(mask, w, 0).astype(np.float32)
     for name, v in g.params.items():  # keep the layers firing
         if name.endswith("running_var"):
@@ -74,11 +75,14 @@ def test_inspect_workloads_agree_with_the_onnx_nonzeros(mapped: dict) -> None:
     for row in conv_rows:
         w = inits[f"{row['name']}.weight"]
         per_filter = (w != 0).reshape(len(w), -1).sum(axis=1)
-        padded = np.zeros(row["groups"] * 16, np.int64)
-        padded[: len(per_filter)] = per_filter
-        assert np.array_equal(np.array(row["workloads"]).ravel(), padded), row["name"]
-        held = np.array(row["workloads"]).ravel()[: len(per_filter)]  # PE slots with a filter
-        assert (row["workload_min"], row["workload_max"]) == (held.min(), held.max())
+        padded: list[int | None] = [None] * (row["groups"] * 16)  # clock-gated slots: null
+        padded[: len(per_filter)] = per_filter.tolist()
+        assert [v for g in row["workloads"] for v in g] == padded, row["name"]
+        held = [
+            v for v in [v for g in row["workloads"] for v in g] if v is not None
+        ]  # PE slots with a filter
+        assert held == per_filter.tolist()
+        assert (row["workload_min"], row["workload_max"]) == (min(held), max(held))
         if row["name"] != "conv1":  # the analog encoder is mapped but not on the balanced PEs
             assert row["static_utilization"] == 1.0
 
@@ -130,6 +134,21 @@ def test_encode_input_then_run_from_spikes(mapped: dict) -> None:
     assert a["work"] == b["work"]
     assert a["latency"] == b["latency"]
     assert a["accuracy"] == b["accuracy"]
+    assert "predictions" not in b  # only with --details
+    assert "layer_sums" not in b
+    args = ["run", str(utm), "--samples", "10", "--json", "--details"]
+    d = json.loads(runner.invoke(cli, args).stdout)
+    args = ["run", str(utm), "--spikes", str(spikes), "--json", "--details"]
+    e = json.loads(runner.invoke(cli, args).stdout)
+    assert d["work"] == b["work"]
+    assert len(d["predictions"]) == 10
+    assert d["predictions"] == e["predictions"]
+    layer = json.loads(runner.invoke(cli, ["inspect", str(utm), "--json"]).stdout)["layers"]
+    assert len(d["layer_sums"]) == len(layer)
+    lifs = [i for i, rec in enumerate(layer) if rec["kind"] == "LIF"]
+    assert all(d["layer_sums"][i] > 0 for i in lifs)  # every LIF layer spikes
+    first = lifs[0]  # the trace's layer: from there on both runs execute the same
+    assert d["layer_sums"][first:] == e["layer_sums"][first:]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

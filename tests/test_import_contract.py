@@ -1,8 +1,8 @@
 """The layering the code must keep, checked on the source (an AST scan of every import, including
 the ones inside functions): layers only point down. Also: a rule of knowledge lives in one place.
 
-core (``uticompile/`` minus the CLI, the compare workflow and the API) <- models <- passes;
-core <- runtime; everything <- CLI / compare / API.
+core (``uticompile/`` minus the CLI, the compare and shrink workflows and the API) <- models <-
+passes; core <- runtime; everything <- CLI / compare / shrink / API.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOP = (
     "uticompile.cli",
     "uticompile.compare",
+    "uticompile.shrink",
     "uticompile.api",
     "uticompile.workflow",
     "uticompile.__main__",
@@ -37,7 +38,7 @@ LAYERS: dict[str, tuple[list[Path], tuple[str, ...]]] = {
             p
             for p in sorted((ROOT / "uticompile").rglob("*.py"))
             if p.relative_to(ROOT / "uticompile").parts[0]
-            not in ("cli", "compare", "api.py", "workflow")
+            not in ("cli", "compare", "shrink", "api.py", "workflow")
             and p.name != "__main__.py"
         ],
         ABOVE_CORE,

@@ -780,6 +780,21 @@ SATA_CASES: list[tuple[str, Mutation, str | None]] = [
         "LAYR[4]: LIF reads layer 1, a LIF; it must read ENCODE, CONV, FC or ADD",
     ),
     ("leak", lambda m: _set(m.layers, 1, "leak_shift", 32), "LAYR[1]: leak_shift 32 exceeds 31"),
+    (
+        "add-shift-negative",
+        lambda m: _set(m.layers, 3, "shift1", -1),
+        "LAYR[3]: ADD shifts 0, -1 are out of range (ADD 0..31, ENCODE 0..62)",
+    ),
+    (
+        "add-shift-wide",
+        lambda m: _set(m.layers, 3, "shift0", 32),
+        "LAYR[3]: ADD shifts 32, 6 are out of range (ADD 0..31, ENCODE 0..62)",
+    ),
+    (
+        "encode-shift-negative",
+        lambda m: _set(m.layers, 0, "shift0", -2),
+        "LAYR[0]: ENCODE shifts -2, 0 are out of range (ADD 0..31, ENCODE 0..62)",
+    ),
     ("reset", lambda m: _set(m.layers, 4, "reset", 2), "LAYR[4]: reset 2 is neither 0 nor 1"),
     (
         "reserved",

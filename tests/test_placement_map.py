@@ -84,11 +84,14 @@ def test_auto_gives_the_same_spikes_and_is_never_slower(placed: dict) -> None:
 def test_the_classifier_uses_every_pe_and_gets_faster(placed: dict) -> None:
     (c_utm, contiguous), (a_utm, auto) = placed["contiguous"], placed["auto"]
     rows = {r["name"]: r for r in _invoke("inspect", str(a_utm))["weight_layers"]}
-    held = np.asarray(rows["fc1"]["workloads"]).sum(axis=0)
+    held = np.asarray([[v or 0 for v in g] for g in rows["fc1"]["workloads"]]).sum(axis=0)
     assert held.shape == (16,)
     assert (held > 0).all()  # all 16 PEs hold weights (10 outputs on 16 PEs)
     before = {r["name"]: r for r in _invoke("inspect", str(c_utm))["weight_layers"]}
-    assert (np.asarray(before["fc1"]["workloads"]).sum(axis=0) > 0).sum() == 10
+    gated = np.asarray([[v is None for v in g] for g in before["fc1"]["workloads"]])
+    assert (~gated).sum() == 10  # clock-gated slots (no filter) are null
+    held_before = np.asarray([[v or 0 for v in g] for g in before["fc1"]["workloads"]])
+    assert (held_before.sum(axis=0) > 0).sum() == 10
     fc_a = next(c for c in auto["layers"] if c["name"] == "fc1")
     fc_c = next(c for c in contiguous["layers"] if c["name"] == "fc1")
     assert fc_a["latency"] < fc_c["latency"]

@@ -18,8 +18,10 @@ from uticompile.errors import ConfigError
 from uticompile.grouping import group_layout
 from uticompile.ir import Graph
 from uticompile.onnx_export import save_onnx
-from uticompile.passes.balance import check_balanced
+from uticompile.passes.balance import check_iso_balanced
+from uticompile.passes.balance_layers import balance_masks
 from uticompile.passes.lottery import LotteryEvent, PruneConfig, load_masks, run_lottery
+from uticompile.passes.utilization import layer_stats, network_utilization
 
 
 @pytest.fixture(scope="module")
@@ -63,24 +65,71 @@ def _initializers(path: Path) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def test_uticket_balanced_in_output_initializers(uticket_run: tuple[Path, Path, Any]) -> None:
+@pytest.fixture(scope="module")
+def lth_out(tmp_path_factory: pytest.TempPathFactory, vgg: Graph, tiny: Dataset) -> Path:
+    """The plain lottery ticket of the same seed and rounds as ``uticket_run``."""
+    tmp = tmp_path_factory.mktemp("lth")
+    result = run_lottery(vgg, tiny, _config(**{**UTICKET, "balance": "none"}), tmp / "run")
+    save_onnx(result.graph, tmp / "out.onnx")
+    return tmp / "out.onnx"
+
+
+def test_uticket_balanced_in_output_initializers(
+    uticket_run: tuple[Path, Path, Any], lth_out: Path
+) -> None:
+    """Iso-sparse from the ONNX initializers alone: spread <= 1 per group, LTH's counts."""
     _, out, result = uticket_run
     weights = {
         k: v for k, v in _initializers(out).items() if k.endswith(".weight") and v.ndim in (2, 4)
     }
+    lth = {k: v for k, v in _initializers(lth_out).items() if k in weights}
     convs = [k for k, v in weights.items() if v.ndim == 4]
     assert len(convs) == 4
     for name, w in weights.items():
         per_filter = np.count_nonzero(w.reshape(w.shape[0], -1), axis=1)
         for g in range(0, w.shape[0], 16):
             block = per_filter[g : g + 16]
-            assert (block == block[0]).all(), (name, g, block)
+            assert block.max() - block.min() <= 1, (name, g, block)
         assert per_filter.sum() < w.size  # really pruned
+        layer = name.removesuffix(".weight")
+        assert per_filter.sum() == result.reports[-1]["layer_counts"][layer]["pruned"]
+    # global magnitude pruning splits the same total over layers by each model's magnitudes
+    total = sum(np.count_nonzero(w) for w in weights.values())
+    assert total == sum(np.count_nonzero(w) for w in lth.values())
+    for rep in result.reports:
+        for counts in rep["layer_counts"].values():
+            assert counts["pruned"] == counts["balanced"]
     final = result.reports[-1]
     assert final["round"] == 2
-    assert final["utilization_weighted"] == pytest.approx(1.0)
-    assert final["utilization_unweighted"] == pytest.approx(1.0)
-    assert all(u == pytest.approx(1.0) for u in final["utilization"].values())
+    assert final["utilization_weighted"] > 0.95
+
+
+def test_ceil_targets_balance_exactly(uticket_run: tuple[Path, Path, Any], vgg: Graph) -> None:
+    """The public code's ceil(mean) targets on the same pruned masks: every PE equal."""
+    run, _, _ = uticket_run
+    _, pruned = load_masks(run / "round_02" / "masks.npz")
+    masks, _ = balance_masks(
+        vgg,
+        pruned,
+        mode="uticket",
+        n=16,
+        grouping="sata",
+        rng=np.random.default_rng(0),
+        scope=list(pruned),
+        targets="ceil",
+    )
+    stats = []
+    for name, m in masks.items():
+        per_filter = np.count_nonzero(m.reshape(m.shape[0], -1), axis=1)
+        for g in range(0, m.shape[0], 16):
+            block = per_filter[g : g + 16]
+            assert (block == block[0]).all(), (name, g, block)
+        assert per_filter.sum() >= np.count_nonzero(pruned[name])  # ceil only regrows
+        stats.append(layer_stats(m, group_layout(m.shape, 16, "sata")))
+        assert stats[-1].utilization == pytest.approx(1.0)
+    weighted, unweighted = network_utilization(stats)
+    assert weighted == pytest.approx(1.0)
+    assert unweighted == pytest.approx(1.0)
 
 
 def test_masks_shrink_except_balance_regrowth(uticket_run: tuple[Path, Path, Any]) -> None:
@@ -177,7 +226,8 @@ def test_paper_compat_scope_and_et_ticket(tmp_path: Path, vgg: Graph, tiny: Data
 @pytest.mark.parametrize(
     ("mode", "extra"),
     [
-        ("activity", {"rewind": "lr", "grouping": "systolic"}),
+        ("cycles", {"rewind": "lr", "grouping": "systolic"}),
+        ("cycles", {}),
         ("magnitude", {"epochs": 2, "rewind_epoch": 1, "pes": 8}),
     ],
 )
@@ -187,13 +237,15 @@ def test_other_balance_modes_run(
     cfg = _config(balance=mode, **extra)
     result = run_lottery(vgg, tiny, cfg, tmp_path / "run")
     assert (tmp_path / "run" / "rewind.onnx").exists()
-    masks, _ = load_masks(tmp_path / "run" / "round_01" / "masks.npz")
+    masks, pruned = load_masks(tmp_path / "run" / "round_01" / "masks.npz")
     g = result.graph
     for node in g.weight_nodes():
         w = g.params[node.inputs[1]]
         assert not (w[~masks[node.name]] != 0).any()  # pruned weights exactly zero
-        if mode == "magnitude":
-            check_balanced(masks[node.name], group_layout(w.shape, cfg.pes, cfg.grouping))
+        layout = group_layout(w.shape, cfg.pes, cfg.grouping)
+        check_iso_balanced(masks[node.name], pruned[node.name], layout)
+        counts = result.reports[-1]["layer_counts"][node.name]
+        assert counts["pruned"] == counts["balanced"] == int(masks[node.name].sum())
     assert 0.2 < result.reports[-1]["sparsity"] < 0.3
 
 
@@ -235,7 +287,10 @@ def test_cli_prune_json(
     payload = json.loads(result.output)
     assert [r["round"] for r in payload["rounds"]] == [0, 1]
     assert payload["rounds"][0]["epochs"] == 0
-    assert payload["rounds"][1]["utilization_weighted"] == pytest.approx(1.0)
+    # iso targets: spread <= 1 weight per group (exactly 1.0 needs ceil targets: --paper-compat)
+    assert payload["rounds"][1]["utilization_weighted"] > 0.99
+    for counts in payload["rounds"][1]["layer_counts"].values():
+        assert counts["pruned"] == counts["balanced"]
     assert (tmp_path / "p.run" / "report.jsonl").exists()
     assert (tmp_path / "p.onnx").exists()
     again = CliRunner().invoke(cli, args)

@@ -45,7 +45,8 @@ def _prune(g: Graph, keep: float, n: int, balance: bool, seed: int) -> Graph:
         w = g.params[node.inputs[1]]
         mask = np.abs(w) >= np.quantile(np.abs(w), 1 - keep)
         if balance:
-            mask = balance_mask(mask, group_layout(w.shape, n, "sata"), "uticket", rng=rng)
+            lay = group_layout(w.shape, n, "sata")  # ceil targets: every PE exactly equal
+            mask = balance_mask(mask, lay, "uticket", rng=rng, targets="ceil")
         g.params[node.inputs[1]] = np.where(mask, w, 0).astype(np.float32)
     return g
 

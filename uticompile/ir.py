@@ -39,6 +39,9 @@ OP_ATTRS: dict[str, dict[str, type]] = {
     },
     "DirectEncode": {},
     "MaxPool": {"kernel_shape": tuple, "strides": tuple},
+    # Window pooling of imported (NIR) networks; zero padding counts in the average.
+    "AveragePool": {"kernel_shape": tuple, "strides": tuple, "pads": tuple},
+    "SumPool": {"kernel_shape": tuple, "strides": tuple, "pads": tuple},
     "GlobalAveragePool": {},
     "Add": {},
     "Flatten": {},
@@ -52,6 +55,8 @@ OP_ARITY: dict[str, tuple[int, tuple[int, ...]]] = {
     "LIF": (1, (0,)),
     "DirectEncode": (1, (0,)),
     "MaxPool": (1, (0,)),
+    "AveragePool": (1, (0,)),
+    "SumPool": (1, (0,)),
     "GlobalAveragePool": (1, (0,)),
     "Add": (2, (0,)),
     "Flatten": (1, (0,)),
@@ -346,6 +351,13 @@ def infer_shapes(g: Graph) -> dict[str, tuple[int, ...]]:
             kh, kw = n.ints("kernel_shape")
             sh, sw = n.ints("strides")
             out = (x[0], _conv_out(x[1], kh, sh, 0, 0), _conv_out(x[2], kw, sw, 0, 0))
+        elif n.op in ("AveragePool", "SumPool"):
+            kh, kw = n.ints("kernel_shape")
+            sh, sw = n.ints("strides")
+            pt, pl, pb, pr = n.ints("pads")
+            if len(x) != 3:
+                raise ModelFormatError(f"node {n.name!r}: pooling needs a C,H,W input, got {x}")
+            out = (x[0], _conv_out(x[1], kh, sh, pt, pb), _conv_out(x[2], kw, sw, pl, pr))
         elif n.op == "GlobalAveragePool":
             out = (x[0], 1, 1)
         elif n.op == "Flatten":

@@ -141,10 +141,14 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
                 "tiles": int(rec["tile_count"]),
                 "nonzero": nnz,
                 "positions": int(mask.size),
-                # over the PEs holding weights; the zeros of clock-gated slots are no workload
+                # over the PEs holding weights (a tile, maybe empty); clock-gated slots hold no
+                # workload: null in ``workloads``, so its non-null minimum is workload_min
                 "workload_min": int(w[act].min()) if act.any() else 0,
                 "workload_max": int(w[act].max()) if act.any() else 0,
-                "workloads": w.tolist(),
+                "workloads": [
+                    [int(v) if a else None for v, a in zip(row, arow, strict=True)]
+                    for row, arow in zip(w, act, strict=True)
+                ],
                 "static_utilization": float(mu[has_work].mean()) if has_work.any() else None,
                 "bytes_wsp": int(
                     m.tiles[

@@ -28,7 +28,12 @@ _FIXED_ATTRS: dict[str, dict[str, object]] = {
     "Conv": {"dilations": [1, 1], "group": 1},
     "Gemm": {"transB": 1},
     "Flatten": {"axis": 1},
+    "AveragePool": {"count_include_pad": 1},
 }
+
+#: IR ops written as ai.uticompile functions; those in ``_TIMED`` also carry ``timesteps``.
+CUSTOM_OPS = ("LIF", "DirectEncode", "SumPool")
+_TIMED = ("LIF", "DirectEncode")
 
 
 def _onnx_node(node: Node, timesteps: int) -> onnx.NodeProto:
@@ -37,8 +42,9 @@ def _onnx_node(node: Node, timesteps: int) -> onnx.NodeProto:
     }
     attrs.update(_FIXED_ATTRS.get(node.op, {}))
     domain = ""
-    if node.op in ("LIF", "DirectEncode"):
+    if node.op in CUSTOM_OPS:
         domain = DOMAIN
+    if node.op in _TIMED:
         attrs["timesteps"] = timesteps
     return helper.make_node(
         node.op,
@@ -82,7 +88,7 @@ def to_onnx(graph: Graph, *, spike_outputs: bool = False) -> onnx.ModelProto:
     model = helper.make_model(
         onnx_graph,
         opset_imports=opset_imports(),
-        functions=functions(),
+        functions=functions({n.op for n in graph.nodes}),
         ir_version=IR_VERSION,
         producer_name="uticompile",
         producer_version=uticompile.__version__,

@@ -8,6 +8,8 @@ can still recognize an LIF node by its domain and op type and read its parameter
   u = fire ? (reset == "hard" ? 0 : u - threshold) : u.
 - ``DirectEncode(X) -> Y``: repeats the analog X [N, ...] for every timestep -> [T*N, ...].
 - ``TimeSplit(X) -> Y``: unfolds time, [T*N, ...] -> [T, N, ...] (graph outputs).
+- ``SumPool(X) -> Y``: window sums (NIR's SumPool2d, which ONNX lacks): every channel is
+  convolved with a kernel of ones. Written only into models that use it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ IR_VERSION = 10  # onnxruntime accepts up to 13; onnx >= 1.23 would write 14 by 
 _REF_TYPES = {
     "value_float": AttributeProto.FLOAT,
     "value_int": AttributeProto.INT,
+    "value_ints": AttributeProto.INTS,
     "value_string": AttributeProto.STRING,
 }
 
@@ -160,14 +163,56 @@ def time_split_function() -> FunctionProto:
     )
 
 
-def functions() -> list[FunctionProto]:
-    """The canonical definitions, in the order they are written into every model."""
-    return [lif_function(), direct_encode_function(), time_split_function()]
+def sum_pool_function() -> FunctionProto:
+    conv = helper.make_node("Conv", ["XC", "ones"], ["YC"])
+    for name in ("strides", "pads"):
+        ref = helper.make_attribute_ref(name, AttributeProto.INTS)
+        ref.ref_attr_name = name
+        conv.attribute.append(ref)
+    nodes = [
+        # [N, C, H, W] -> [N*C, 1, H, W]: one convolution with a ones kernel serves every channel
+        helper.make_node("Shape", ["X"], ["nc"], end=2),
+        helper.make_node("Shape", ["X"], ["hw"], start=2),
+        helper.make_node("Constant", [], ["flat"], value_ints=[-1, 1]),
+        helper.make_node("Concat", ["flat", "hw"], ["xc_shape"], axis=0),
+        helper.make_node("Reshape", ["X", "xc_shape"], ["XC"]),
+        _ref("kernel", "value_ints", "kernel_shape"),
+        helper.make_node("Constant", [], ["one_one"], value_ints=[1, 1]),
+        helper.make_node("Concat", ["one_one", "kernel"], ["w_shape"], axis=0),
+        helper.make_node(
+            "ConstantOfShape",
+            ["w_shape"],
+            ["ones"],
+            value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]),
+        ),
+        conv,
+        helper.make_node("Shape", ["YC"], ["out_hw"], start=2),
+        helper.make_node("Concat", ["nc", "out_hw"], ["y_shape"], axis=0),
+        helper.make_node("Reshape", ["YC", "y_shape"], ["Y"]),
+    ]
+    return _function(
+        "SumPool",
+        nodes,
+        ["kernel_shape", "strides", "pads"],
+        "Sum pooling over windows, per channel: [N, C, H, W] -> [N, C, H', W'].",
+    )
+
+
+#: Functions written only into models that use them (older files lack them).
+OPTIONAL_FUNCTIONS = ("SumPool",)
+
+
+def functions(used: frozenset[str] | set[str] = frozenset()) -> list[FunctionProto]:
+    """The canonical definitions, in the order they are written: the three every model holds,
+    then those of ``OPTIONAL_FUNCTIONS`` that ``used`` names."""
+    always = [lif_function(), direct_encode_function(), time_split_function()]
+    return always + ([sum_pool_function()] if "SumPool" in used else [])
 
 
 def canonical_bytes() -> dict[str, bytes]:
     """op type -> serialized canonical function, to recognize tampered or foreign definitions."""
-    return {f.name: f.SerializeToString(deterministic=True) for f in functions()}
+    every = functions(set(OPTIONAL_FUNCTIONS))
+    return {f.name: f.SerializeToString(deterministic=True) for f in every}
 
 
 def opset_imports() -> list[onnx.OperatorSetIdProto]:

@@ -17,7 +17,7 @@ from onnx import AttributeProto, numpy_helper
 
 from uticompile.errors import ModelFormatError
 from uticompile.ir import OP_ATTRS, Graph, Node
-from uticompile.onnx_export import META_PREFIX, OUTPUT, SPIKES_SUFFIX
+from uticompile.onnx_export import CUSTOM_OPS, META_PREFIX, OUTPUT, SPIKES_SUFFIX
 from uticompile.onnx_functions import DOMAIN, DOMAIN_VERSION, canonical_bytes
 
 _MAX_BYTES = 2**31 - 1  # protobuf's own limit for one message
@@ -35,11 +35,19 @@ _FIXED: dict[str, dict[str, object]] = {
         "auto_pad": b"NOTSET",
         "storage_order": 0,
     },
+    "AveragePool": {
+        "count_include_pad": 1,
+        "dilations": [1, 1],
+        "ceil_mode": 0,
+        "auto_pad": b"NOTSET",
+    },
 }
 _DEFAULTS: dict[str, dict[str, object]] = {
     "BatchNormalization": {"epsilon": 1e-5, "momentum": 0.9},
     "Conv": {"strides": (1, 1), "pads": (0, 0, 0, 0)},
     "MaxPool": {"strides": (1, 1)},
+    "AveragePool": {"strides": (1, 1), "pads": (0, 0, 0, 0)},
+    "SumPool": {"strides": (1, 1), "pads": (0, 0, 0, 0)},
 }
 
 
@@ -143,8 +151,11 @@ def _convert_attrs(node: onnx.NodeProto, op: str, timesteps: int) -> dict:
             raise ModelFormatError(f"{where}: unsupported attribute {a.name!r}")
     if op == "Conv" and "kernel_shape" not in attrs:
         raise ModelFormatError(f"{where}: kernel_shape is required")
-    if op == "MaxPool" and "kernel_shape" not in attrs:
+    if op in ("MaxPool", "AveragePool", "SumPool") and "kernel_shape" not in attrs:
         raise ModelFormatError(f"{where}: kernel_shape is required")
+    stated = {a.name for a in node.attribute}
+    if op == "AveragePool" and any(attrs["pads"]) and "count_include_pad" not in stated:  # type: ignore[arg-type]
+        raise ModelFormatError(f"{where}: padded average pooling must count the padding")
     missing = set(expected) - set(attrs)
     if missing:
         raise ModelFormatError(f"{where}: missing attribute(s) {', '.join(sorted(missing))}")
@@ -203,7 +214,7 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
             raise ModelFormatError(
                 f"node {name!r}: unsupported op {(n.domain + '.') if n.domain else ''}{op}"
             )
-        if (n.domain == DOMAIN) != (op in ("LIF", "DirectEncode", "TimeSplit")):
+        if (n.domain == DOMAIN) != (op in (*CUSTOM_OPS, "TimeSplit")):
             raise ModelFormatError(f"node {name!r}: op {op} in the wrong domain {n.domain!r}")
         if len(n.output) != 1:
             raise ModelFormatError(f"node {name!r} ({op}): expected exactly one output")

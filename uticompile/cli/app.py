@@ -11,7 +11,7 @@ import sys
 import click
 
 import uticompile
-from uticompile.cli import compare, hw, prune, show, train
+from uticompile.cli import compare, hw, nir, prune, show, shrink, train
 from uticompile.cli.options import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR
 from uticompile.errors import InvariantError, UticompileError
 
@@ -22,7 +22,7 @@ def cli() -> None:
     """uticompile: train, prune, map and run workload-balanced sparse spiking neural networks."""
 
 
-for _module in (train, prune, show, hw, compare):
+for _module in (train, prune, shrink, show, hw, compare, nir):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

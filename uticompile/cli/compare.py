@@ -68,7 +68,7 @@ def _text(summary: dict[str, Any], note: str) -> str:
 @click.option("--pes", default="16", show_default=True,
               help="PE counts, comma-separated; pruning balances for the first.")  # fmt: skip
 @click.option("--balance", default="none,uticket", show_default=True,
-              help="Variants: none (baseline), uticket, magnitude, activity.")  # fmt: skip
+              help="Variants: none (baseline), uticket, magnitude, cycles.")  # fmt: skip
 @click.option("--rounds", type=int, default=14, show_default=True, help="Pruning rounds.")
 @click.option("--rate", type=float, default=0.25, show_default=True, help="Share pruned/round.")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per round.")
@@ -106,6 +106,38 @@ def _text(summary: dict[str, Any], note: str) -> str:
     "-o", "--output", type=click.Path(file_okay=False, path_type=Path), default="compare_results",
     show_default=True, help="Results directory (finished work in it is reused).",
 )  # fmt: skip
+@click.option(
+    "--spatio-temporal",
+    is_flag=True,
+    help="Add spatio-temporal pruning alone and followed by u-Ticket as variants.",
+)
+@click.option(
+    "--variance",
+    type=float,
+    default=0.999,
+    show_default=True,
+    help="Spatio-temporal: PCA variance cutoff (our default).",
+)
+@click.option(
+    "--timesteps",
+    default="4,3,2,1",
+    show_default=True,
+    help="Spatio-temporal: decreasing T schedule.",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Spatio-temporal: accuracy points the kept T may lose.",
+)
+@click.option(
+    "--pca-samples",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Spatio-temporal: training images for the PCA.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--plan", "plan", is_flag=False, flag_value="-", default=None, metavar="[SCRIPT]",
@@ -117,11 +149,12 @@ def _text(summary: dict[str, Any], note: str) -> str:
 def compare(
     model: Path, dataset: str, data_dir: Path | None, pes: str, balance: str, placement: str,
     hw_path: Path | None, output: Path, as_json: bool, plan: str | None, nproc_per_node: int,
-    **options: Any,
+    timesteps: str, **options: Any,
 ) -> None:  # fmt: skip
     """Prune MODEL with every balance variant, map and run each, write the paper's tables."""
     from uticompile.compare import CompareConfig, CompareEvent, run_compare
     from uticompile.compare.tables import PLOTS_SKIPPED
+    from uticompile.passes.timestep_schedule import parse_schedule
 
     config = CompareConfig(
         dataset=dataset,
@@ -130,6 +163,7 @@ def compare(
         balance=tuple(_csv(balance, "balance")),
         placement=tuple(_csv(placement, "placement")),
         hw_path=None if hw_path is None else str(hw_path),
+        timesteps=parse_schedule(timesteps),
         **options,
     )
     if plan is not None:
@@ -153,6 +187,20 @@ def compare(
                 click.echo(
                     f"{e.variant} round {lot.round}: sparsity {r['sparsity']:.4f}, accuracy "
                     f"{r['accuracy']:.4f}" + (" (reused)" if lot.resumed else ""),
+                    err=True,
+                )
+        elif e.kind == "shrink" and e.shrink is not None:
+            sh = e.shrink
+            if sh.kind == "stage_start":
+                bars.close()
+                state["step"] = bars.enter_context(step_bar(f"{e.variant} {sh.stage} epoch", True))
+            elif sh.kind == "step":
+                state["step"](sh.step)
+            elif sh.kind == "stage_end" and sh.report is not None:
+                bars.close()
+                click.echo(
+                    f"{e.variant} {sh.stage}: T={sh.report['timesteps']}, accuracy "
+                    f"{sh.report['accuracy']:.4f}" + (" (reused)" if sh.resumed else ""),
                     err=True,
                 )
         elif e.kind == "jobs":

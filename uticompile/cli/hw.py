@@ -179,10 +179,16 @@ def encode_input(
     help="The ONNX the mapping was made from: compare every spike with onnxruntime.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--details",
+    is_flag=True,
+    help="With --json: per-layer output sums (layer_sums: spikes of LIF/MAXPOOL layers) and "
+    "per-sample predictions, for comparing another simulator beyond the totals.",
+)
 @json_option
 def run(
     mapped: Path, dataset: str, data_dir: Path | None, samples: int, spike_file: Path | None,
-    hw_path: Path | None, source: Path | None, batch_size: int, as_json: bool,
+    hw_path: Path | None, source: Path | None, batch_size: int, details: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Execute MAPPED on the modeled accelerator and report cycles, utilization and energy."""
     from uticompile.hardware import load_hardware
@@ -219,8 +225,10 @@ def run(
         with click.progressbar(length=total, label="samples", file=sys.stderr) as bar:
             sim = simulate(m, batches, hw, checker=checker, on_batch=bar.update)
     r = sim.report
-    payload = r.to_json()
+    payload = r.to_json(details=details)
     payload["accuracy"] = sim.accuracy
+    if details:
+        payload["predictions"] = [int(p) for p in sim.predictions]
     if sim.check is not None:
         payload["check"] = vars(sim.check)
     emit(as_json, payload, _run_text(r, sim.accuracy, sim.check))

@@ -60,9 +60,11 @@ _ROUND_HEADER = (
 )
 @click.option(
     "--balance",
-    type=click.Choice(["none", "uticket", "magnitude", "activity"]),
+    type=click.Choice(["none", "uticket", "magnitude", "cycles"]),
     default="uticket",
     show_default=True,
+    help="Which positions balancing moves: random (uticket), by magnitude, or magnitude plus "
+    "swaps that equalize each PE's expected cycles (cycles). Counts are kept (iso-sparse).",
 )
 @click.option("--pes", type=int, default=16, show_default=True, help="PEs per group.")
 @click.option(
@@ -72,7 +74,8 @@ _ROUND_HEADER = (
 @click.option(
     "--paper-compat",
     is_flag=True,
-    help="Public code's scope: skip the first conv and linears; network = unweighted mean.",
+    help="Public code's scope (skip the first conv and linears; network = unweighted mean) and "
+    "its ceil(mean) targets, which regrow weights (not iso-sparse).",
 )
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=0.1, show_default=True)

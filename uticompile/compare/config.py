@@ -8,9 +8,12 @@ from typing import Any
 from uticompile.errors import ConfigError
 from uticompile.limits import MAX_PES
 from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
+from uticompile.passes.pca_widths import DEFAULT_SAMPLES, DEFAULT_VARIANCE
 from uticompile.passes.pipeline import MapConfig
 from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
+from uticompile.passes.timestep_schedule import DEFAULT_MAX_DROP, DEFAULT_SCHEDULE
 from uticompile.placement import PLACEMENTS
+from uticompile.shrink.config import ShrinkConfig
 
 BASELINE = "none"  # the lottery-ticket baseline every variant is compared with
 SWEEP_VARIANT = "uticket"  # Fig. 7b: this variant against the baseline, round by round
@@ -48,6 +51,11 @@ class CompareConfig:
     seed: int = 0
     hw_path: str | None = None
     device: str = "cpu"
+    spatio_temporal: bool = False  # add the spatio-temporal variants (shrink, then u-Ticket)
+    variance: float = DEFAULT_VARIANCE
+    timesteps: tuple[int, ...] = DEFAULT_SCHEDULE
+    max_drop: float = DEFAULT_MAX_DROP
+    pca_samples: int = DEFAULT_SAMPLES
 
     def __post_init__(self) -> None:
         """Reject impossible options before any work (one-line ConfigError)."""
@@ -66,6 +74,7 @@ class CompareConfig:
                 "and every other placement at most once"
             )
         object.__setattr__(self, "search_candidates", tuple(self.search_candidates))
+        object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
         if not self.balance:
             raise ConfigError("--balance needs at least the baseline 'none'")
         unknown = [b for b in self.balance if b not in BALANCE_CHOICES]
@@ -94,6 +103,8 @@ class CompareConfig:
             self.prune_config(variant)  # rounds, rate, epochs, seed, device, batch size
         for n in self.pes:
             self.map_config(n)
+        if self.spatio_temporal:
+            self.shrink_config()  # variance, schedule, max drop, PCA samples
 
     @property
     def primary_pes(self) -> int:
@@ -119,6 +130,25 @@ class CompareConfig:
             device=self.device,
         )
 
+    def shrink_config(self) -> ShrinkConfig:
+        """The spatio-temporal variant: both passes, the rounds' epochs, costed like the rest."""
+        return ShrinkConfig(
+            dataset=self.dataset,
+            variance=self.variance,
+            timesteps=self.timesteps,
+            max_drop=self.max_drop,
+            epochs=self.epochs,
+            samples=self.pca_samples,
+            run_samples=self.samples,
+            pes=self.primary_pes,
+            grouping=self.grouping,
+            bits=self.bits,
+            placement=PAPER_PLACEMENT,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+        )
+
     def map_config(self, pes: int, placement: str = PAPER_PLACEMENT) -> MapConfig:
         return MapConfig(pes=pes, grouping=self.grouping, bits=self.bits, placement=placement)
 
@@ -132,6 +162,7 @@ class CompareConfig:
         d["balance"], d["pes"] = list(self.balance), list(self.pes)
         d["placement"] = list(self.placement)
         d["search_candidates"] = list(self.search_candidates)
+        d["timesteps"] = list(self.timesteps)
         return d
 
 

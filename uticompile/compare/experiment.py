@@ -40,6 +40,7 @@ from uticompile.passes.lottery import (
 from uticompile.passes.pipeline import calibrated, input_bound
 from uticompile.runtime.inputs import quantized_test_batches
 from uticompile.runtime.simulate import simulate
+from uticompile.shrink import ShrinkEvent
 from uticompile.workflow.calibrated_map import map_calibrated
 
 _ROUND0_FILES = ("masks.npz", "trained.onnx", "report.json", "done")  # "done" last
@@ -52,7 +53,8 @@ class CompareEvent:
     ``kind``: ``prune`` (``lottery`` holds run_lottery's event; ``reused`` when the round was
     finished earlier), ``round0_shared`` (round 0 copied from the baseline's identical run),
     ``jobs`` (``total`` map+run jobs follow), ``map`` and ``run`` (``index`` of ``total``,
-    ``reused`` when read from the results dir), ``write`` (``path``, relative to the results dir).
+    ``reused`` when read from the results dir), ``write`` (``path``, relative to the results dir),
+    ``shrink`` (``shrink`` holds run_shrink's event, for the spatio-temporal variant).
     """
 
     kind: str
@@ -64,6 +66,7 @@ class CompareEvent:
     index: int = 0
     total: int = 0
     path: str = ""
+    shrink: ShrinkEvent | None = None
 
 
 @dataclass
@@ -94,6 +97,7 @@ class CompareResult:
                 }
                 for v, d in r["variants"].items()
             },
+            **({"combined": r["combined"]} if "combined" in r else {}),
         }
 
 
@@ -276,6 +280,7 @@ def run_compare(
 
     Raises UticompileError subclasses for a bad model, dataset or option.
     """
+    from uticompile.compare import spatio_temporal as st_variants
     from uticompile.compare.plots import render_plots
     from uticompile.compare.tables import build_results, markdown
 
@@ -301,9 +306,29 @@ def run_compare(
         runs[variant], rounds[variant] = run_dir, result.reports
         search = {"method": result.method, "search_timesteps": result.search_timesteps}
 
+    st = None
+    if config.spatio_temporal:
+        P, ST, STU = (
+            config.primary_pes,
+            st_variants.SPATIO_TEMPORAL,
+            st_variants.SPATIO_TEMPORAL_UTICKET,
+        )
+
+        def on_shrink(e: ShrinkEvent) -> None:
+            emit(CompareEvent("shrink", ST, reused=e.resumed, shrink=e))
+
+        def on_prune(e: LotteryEvent) -> None:
+            emit(CompareEvent("prune", STU, e.round, P, e, e.resumed))
+
+        st = st_variants.run_spatio_temporal(
+            graph, train_data, config, hw, out, digest, on_shrink, on_prune
+        )
+
     # 2. map and run every model that a table or figure needs.
     runner = _Runner(out, config, data, hw, bound)
     jobs = _jobs(config, runs)
+    if st is not None:
+        jobs += [_Job(ST, 0, P, st.shrunk_model), _Job(STU, config.rounds, P, st.pruned_model)]
     emit(CompareEvent("jobs", total=len(jobs)))
     reports = {
         (j.variant, j.round, j.pes): runner(j, emit, i, len(jobs)) for i, j in enumerate(jobs)
@@ -319,6 +344,8 @@ def run_compare(
         reports=reports,
         search=search,
     )
+    if st is not None:
+        results["combined"] = st_variants.combined_table(config, runs, rounds, st, reports, out)
     plots = render_plots(results, out)
     files = ["results.json", "results.md", *(plots or [])]
     text = json.dumps(results, indent=2, sort_keys=True) + "\n"

@@ -297,6 +297,10 @@ def markdown(results: dict[str, Any], plots: list[str] | None) -> str:
          for i in range(len(next(iter(V.values()))["layers"]))
          for v, d in V.items() for c in (d["layers"][i],)],
     )  # fmt: skip
+    if results.get("combined"):
+        from uticompile.compare.spatio_temporal import combined_markdown
+
+        lines += combined_markdown(results["combined"], P)
     lines += ["", "## Figures", ""]
     if plots is None:
         lines.append(PLOTS_SKIPPED)

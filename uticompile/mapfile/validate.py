@@ -104,6 +104,8 @@ class _Layers:
     groups: np.ndarray
     spatial_tiles: np.ndarray
     leak_shift: np.ndarray
+    shift0: np.ndarray
+    shift1: np.ndarray
     reset: np.ndarray
     placement: np.ndarray
     num_pes: int
@@ -117,6 +119,7 @@ class _Layers:
             "pads": "pads", "weight_bits": "weight_bits", "tile_first": "tile_first",
             "tile_count": "tile_count", "groups": "groups", "spatial_tiles": "spatial_tiles",
             "leak_shift": "leak_shift", "reset": "reset", "placement": "placement",
+            "shift0": "shift0", "shift1": "shift1",
         }  # fmt: skip
         return cls(
             **{k: _col(layers, v) for k, v in names.items()},
@@ -359,16 +362,32 @@ def _check_layer_graph(
     leak_shift = L.leak_shift
     reset = L.reset
     ck.first(is_lif & (leak_shift > 31), "LAYR", lambda i: f"leak_shift {leak_shift[i]} exceeds 31")
+    # shifts are exact on 64-bit integers in this range (section 2.2); none is ever negative
+    s0, s1 = L.shift0.astype(np.int64), L.shift1.astype(np.int64)
+    bad_shift = (L.is_add & ((s0 < 0) | (s0 > 31) | (s1 < 0) | (s1 > 31))) | (
+        L.is_enc & ((s0 < 0) | (s0 > 62))
+    )
+    ck.first(
+        bad_shift,
+        "LAYR",
+        lambda i: (
+            f"{L.kname(i)} shifts {s0[i]}, {s1[i]} are out of range (ADD 0..31, ENCODE 0..62)"
+        ),
+    )
     ck.first(
         is_lif & ~np.isin(reset, (RESET_HARD, RESET_SUBTRACT)),
         "LAYR",
         lambda i: f"reset {reset[i]} is neither {RESET_HARD} nor {RESET_SUBTRACT}",
     )
     last = n_layers - 1
-    if kind[last] != KIND_FC or _shape(outs[last]) != (int(model["num_classes"]), 1, 1):
+    head = last  # the classifier: the last layer, or the FC its spiking output neuron reads
+    if kind[last] == KIND_LIF and 0 <= int(in0[last]) < last:
+        head = int(in0[last])
+    if kind[head] != KIND_FC or _shape(outs[last]) != (int(model["num_classes"]), 1, 1):
         ck.fail(
             f"LAYR[{last}]: the last layer must be the FC producing the "
-            f"{int(model['num_classes'])} logits, not {kname(last)} {_shape(outs[last])}"
+            f"{int(model['num_classes'])} logits, not {kname(last)} {_shape(outs[last])} "
+            "(or a LIF reading that FC)"
         )
 
 

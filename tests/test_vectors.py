@@ -1,0 +1,81 @@
+"""The golden test vectors (docs/vectors) are what the generator makes, and what `run` reports.
+
+A change of the mapper, the runtime or the cost model that moves any byte or figure fails here:
+either it is a bug, or the format version is bumped and the vectors regenerated
+(``python docs/vectors/generate.py``) in the same change.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from click.testing import CliRunner
+
+from uticompile.cli import cli
+from uticompile.mapfile import VERSION
+
+VECTORS = Path(__file__).resolve().parents[1] / "docs" / "vectors"
+
+
+def _generator() -> ModuleType:  # docs/vectors is not a package: load the script as a module
+    spec = importlib.util.spec_from_file_location("generate_vectors", VECTORS / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_vectors_regenerate_byte_for_byte(tmp_path: Path) -> None:
+    written = _generator().generate(tmp_path)
+    stored = sorted(p.name for p in VECTORS.iterdir() if p.suffix in (".utm", ".uts", ".json"))
+    assert sorted(p.name for p in written) == stored
+    for path in written:
+        want = (VECTORS / path.name).read_bytes()
+        if path.read_bytes() != want:
+            old = json.loads((VECTORS / path.with_suffix(".json").name).read_text())
+            version = f"{VERSION[0]}.{VERSION[1]}"
+            hint = "bump the format version" if old["format_version"] == version else "commit"
+            pytest.fail(f"{path.name} drifted: {hint} and regenerate docs/vectors")
+
+
+def test_vectors_cover_what_the_spec_promises() -> None:
+    from uticompile.mapfile import KIND_NAMES, PLACEMENT_NAMES, read_mapping
+
+    kinds, placements, groupings = set(), set(), set()
+    spatial = passes = empty = saturations = 0
+    for utm in VECTORS.glob("*.utm"):
+        m = read_mapping(utm)
+        kinds |= {KIND_NAMES[int(k)] for k in m.layers["kind"]}
+        placements |= {PLACEMENT_NAMES[int(p)] for p in m.layers["placement"]}
+        groupings.add(int(m.model["grouping"]))
+        spatial = max(spatial, int(m.layers["spatial_tiles"].max()))
+        passes += int((m.tiles["tile"] > 0).sum())
+        empty += int((m.tiles["nnz"] == 0).sum())
+        saturations += json.loads(utm.with_suffix(".json").read_text())["run"]["saturations"]
+    assert kinds == set(KIND_NAMES.values())
+    assert {"contiguous", "split"} <= placements
+    assert groupings == {0, 1}
+    assert spatial > 1
+    assert passes > 0
+    assert empty > 0
+    assert saturations > 0
+
+
+@pytest.mark.parametrize("case", ["vgg_sata", "resnet_sata", "vgg_saturate"])
+def test_run_reports_the_vectors_figures(case: str) -> None:
+    utm, uts = VECTORS / f"{case}.utm", VECTORS / f"{case}.uts"
+    args = ["run", str(utm), "--spikes", str(uts), "--json", "--details"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    got = json.loads(result.stdout)
+    want = json.loads((VECTORS / f"{case}.json").read_text())
+    assert got["predictions"] == want["predictions"]
+    assert got["accuracy"] == want["accuracy"]
+    del got["predictions"], got["accuracy"]
+    assert got == want["run"]
