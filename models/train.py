@@ -12,6 +12,7 @@ A checkpoint after every epoch (model, optimizer, schedule and RNG state, loaded
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -24,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from uticompile.datasets import Dataset
-from uticompile.errors import ConfigError
-from uticompile.fileio import atomic_open
+from uticompile.errors import ConfigError, TrainingDivergedError
+from uticompile.fileio import atomic_write_bytes
 from uticompile.ir import Graph
 from uticompile.models import distributed, fastpath
 from uticompile.models.batches import iterate_batches, num_batches
@@ -121,8 +122,10 @@ def apply_masks(net: SNN, masks: Mapping[str, np.ndarray]) -> dict[str, torch.Te
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_open(path) as handle:
-        torch.save(state, handle)
+    """Serialize in memory first: torch's own writer turns a full disk into an opaque error."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def train(
@@ -296,6 +299,11 @@ def _train(
             total_loss, sum_correct, sum_seen = group.sum([total_loss, correct, seen], device)
             correct, seen = int(sum_correct), int(sum_seen)
             _check_ranks_agree(group, net, mask_t)
+        if not math.isfinite(total_loss):  # after the all-reduce: every rank stops together
+            raise TrainingDivergedError(
+                f"training diverged: loss is {total_loss} in epoch {epoch + 1} "
+                f"(lr {config.lr:g}, weight decay {config.weight_decay:g})"
+            )
         result.history.append(
             EpochRecord(epoch + 1, total_loss / seen, correct / seen, lr, time.perf_counter() - t0)
         )

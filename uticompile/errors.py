@@ -31,6 +31,14 @@ class PassError(UticompileError):
     """A compiler pass cannot handle its input (a precondition the user's model breaks)."""
 
 
+class OutputError(UticompileError):
+    """An output cannot be written: no space, read-only, a parent that is a file, a bad path."""
+
+
+class TrainingDivergedError(UticompileError):
+    """The training loss became NaN or infinite (learning rate or weight decay too large)."""
+
+
 class InvariantError(Exception):
     """An internal postcondition failed: a bug in uticompile, not an error in the user's input.
 

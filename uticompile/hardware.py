@@ -6,6 +6,7 @@ and the runtime alike; its default values are hw_default.toml's (the one place t
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -60,9 +61,15 @@ class HardwareConfig:
         checks = {
             name: lo <= getattr(self, name) <= hi for name, (lo, hi) in HARDWARE_RANGES.items()
         }
+        # Energies and the clock are floats: NaN passes every comparison, so finiteness first.
+        checks |= {
+            f.name: math.isfinite(getattr(self, f.name)) and getattr(self, f.name) >= 0
+            for f in fields(self)
+            if f.type in (float, "float")
+        }
         checks |= {
             "per_match": self.per_match >= 1,
-            "clock_mhz": self.clock_mhz > 0,
+            "clock_mhz": math.isfinite(self.clock_mhz) and self.clock_mhz > 0,
         }
         for name, ok in checks.items():
             if not ok:

@@ -26,3 +26,7 @@ HARDWARE_RANGES: dict[str, tuple[int, int]] = {
     "acc_bits": (8, 32),
     "accumulators": (1, MAX_ACCUMULATORS),
 }
+
+# Largest weight magnitude an imported model may hold: beyond it, scaling and quantization
+# overflow float32 long before any real network's weights get there.
+MAX_ABS_WEIGHT = 1e30

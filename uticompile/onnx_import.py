@@ -17,6 +17,7 @@ from onnx import AttributeProto, numpy_helper
 
 from uticompile.errors import ModelFormatError
 from uticompile.ir import OP_ATTRS, Graph, Node
+from uticompile.limits import MAX_ABS_WEIGHT
 from uticompile.onnx_export import CUSTOM_OPS, META_PREFIX, OUTPUT, SPIKES_SUFFIX
 from uticompile.onnx_functions import DOMAIN, DOMAIN_VERSION, canonical_bytes
 
@@ -192,6 +193,13 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
             params[init.name] = np.ascontiguousarray(numpy_helper.to_array(init), dtype=np.float32)
         except (ValueError, TypeError) as exc:
             raise ModelFormatError(f"initializer {init.name!r} is malformed ({exc})") from None
+        values = params[init.name]
+        if values.size and not np.isfinite(values).all():
+            raise ModelFormatError(f"initializer {init.name!r} holds NaN or infinite values")
+        if values.size and float(np.abs(values).max()) > MAX_ABS_WEIGHT:
+            raise ModelFormatError(
+                f"initializer {init.name!r} holds a value beyond {MAX_ABS_WEIGHT:g} in magnitude"
+            )
     inputs = [i for i in g.input if i.name not in params]
     if len(inputs) != 1:
         raise ModelFormatError(f"expected one graph input, found {len(inputs)}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from uticompile.cli.options import search_options, step_bar
+from uticompile.cli.options import json_safe, search_options, step_bar
 from uticompile.errors import ConfigError
 
 
@@ -169,6 +169,9 @@ def compare(
     if plan is not None:
         _plan(model, config, output, plan, nproc_per_node)
         return
+    from uticompile.fileio import check_writable_dir
+
+    check_writable_dir(output)
     bars = ExitStack()
     state: dict[str, Any] = {}
 
@@ -215,7 +218,7 @@ def compare(
         result = run_compare(model, config, output, on_event=on_event)
     summary = result.summary()
     if as_json:
-        click.echo(json.dumps(summary, indent=2, sort_keys=True))
+        click.echo(json.dumps(json_safe(summary), indent=2, sort_keys=True, allow_nan=False))
     else:
         note = PLOTS_SKIPPED if result.plots_skipped else result.results["note"]
         click.echo(_text(summary, note))

@@ -58,6 +58,7 @@ def map_cmd(
 ) -> None:  # fmt: skip
     """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
     from uticompile.datasets import load_dataset
+    from uticompile.fileio import check_outputs_distinct
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import write_mapping
     from uticompile.mapstats import layer_summary, size_totals
@@ -65,6 +66,7 @@ def map_cmd(
     from uticompile.passes.pipeline import MapConfig, input_bound
     from uticompile.workflow.calibrated_map import map_calibrated
 
+    check_outputs_distinct({"-o": output}, {"MODEL": model, "--hw": hw_path})
     config = MapConfig(
         pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
     )
@@ -142,12 +144,14 @@ def encode_input(
     mapped: Path, dataset: str, data_dir: Path | None, samples: int, output: Path, as_json: bool
 ) -> None:
     """Write the spike traces entering the PE array (after the analog layer) as CSR."""
+    from uticompile.fileio import check_outputs_distinct
     from uticompile.mapfile import read_mapping
     from uticompile.runtime.budget import check_run_budget
     from uticompile.runtime.inputs import quantized_test_batches
     from uticompile.runtime.traces import first_lif, input_traces
     from uticompile.spikes import write_spikes
 
+    check_outputs_distinct({"-o": output}, {"MAPPED": mapped})
     m = read_mapping(mapped)
     check_run_budget(m, min(samples, 256), 0, first_lif(m))  # before the images are loaded
     data = _dataset_for(m, dataset, data_dir)

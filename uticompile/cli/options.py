@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,17 @@ import click
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug, not the user's input
+
+
+class FiniteFloat(click.FloatRange):
+    """A float range that also refuses NaN and infinities (NaN passes every range comparison)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
 data_dir_option = click.option(
@@ -36,10 +48,21 @@ device_option = click.option(
 )
 
 
+def json_safe(value: Any) -> Any:
+    """NaN and infinities as explicit nulls: ``NaN``/``Infinity`` are not JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def emit(as_json: bool, payload: dict[str, Any], text: Callable[[], str] | str) -> None:
     """Print ``payload`` as JSON (machine-readable) or the human text."""
     if as_json:
-        click.echo(json.dumps(payload, indent=2, sort_keys=True))
+        click.echo(json.dumps(json_safe(payload), indent=2, sort_keys=True, allow_nan=False))
     else:
         click.echo(text() if callable(text) else text)
 

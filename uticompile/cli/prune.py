@@ -105,17 +105,22 @@ def prune(
 
     from uticompile.compare.experiment import limit_train
     from uticompile.datasets import load_dataset_for
+    from uticompile.fileio import check_outputs_distinct, check_target, check_writable_dir
     from uticompile.onnx_export import save_onnx
     from uticompile.onnx_import import read_graph
     from uticompile.passes.lottery import LotteryEvent, PruneConfig, run_lottery
 
     config = PruneConfig(dataset=dataset, **options)
+    run = run_dir if run_dir is not None else output.with_name(output.stem + ".run")
+    check_outputs_distinct({"-o": output, "--run-dir": run}, {"MODEL": model})
+    check_target(output)
+    check_writable_dir(output.parent)
+    check_writable_dir(run_dir if run_dir is not None else output.parent)
     graph = read_graph(model)
     data = load_dataset_for(
         dataset, input_shape=graph.input_shape, num_classes=graph.num_classes, data_dir=data_dir
     )
     data = limit_train(data, train_limit)
-    run = run_dir if run_dir is not None else output.with_name(output.stem + ".run")
     bars = ExitStack()
     state: dict[str, Any] = {"header": False}
 

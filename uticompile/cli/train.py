@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from uticompile.cli.options import emit, fast_path_options, step_bar
+from uticompile.cli.options import FiniteFloat, emit, fast_path_options, step_bar
+from uticompile.limits import MAX_TIMESTEPS
 
 
 @click.command()
@@ -32,10 +33,12 @@ from uticompile.cli.options import emit, fast_path_options, step_bar
     show_default=True,
     help="0 writes a freshly initialized model.",
 )
-@click.option("--timesteps", "-T", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--timesteps", "-T", type=click.IntRange(1, MAX_TIMESTEPS), default=4, show_default=True
+)
 @click.option(
     "--width",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloat(min=0, max=16, min_open=True),
     default=1.0,
     show_default=True,
     help="Channel width multiplier.",
@@ -48,8 +51,10 @@ from uticompile.cli.options import emit, fast_path_options, step_bar
     help="LIF preset: paper Eq. 1; the public code's SpikingJelly neuron; SATA's 0.9375 leak.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
+@click.option(
+    "--lr", type=FiniteFloat(min=0, max=10, min_open=True), default=0.1, show_default=True
+)
+@click.option("--weight-decay", type=FiniteFloat(min=0, max=1), default=5e-4, show_default=True)
 @click.option(
     "--augment/--no-augment",
     default=True,
@@ -57,9 +62,9 @@ from uticompile.cli.options import emit, fast_path_options, step_bar
     help="The dataset's training augmentation.",
 )
 @click.option(
-    "--size", type=click.IntRange(min=8), default=32, show_default=True, help="Input image side."
+    "--size", type=click.IntRange(8, 512), default=32, show_default=True, help="Input image side."
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option(
     "--resume/--no-resume",
@@ -105,6 +110,11 @@ def train(
         device=device,
         augment=augment,
     )
+    from uticompile.fileio import check_target, check_writable_dir
+
+    check_target(output)
+    check_writable_dir(output.parent)
+    check_target(output.with_name(output.name + ".ckpt"))
     data = load_dataset(dataset, data_dir=data_dir, size=size)
     spec = ModelSpec(
         data.input_shape,
