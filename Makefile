@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install demo results test lint typecheck bench clean
 
 $(BIN)/uticompile: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,15 @@ $(BIN)/uticompile: pyproject.toml
 
 install: $(BIN)/uticompile
 
-# Train a small SNN on digits, prune it with plain lottery tickets and with u-Ticket, map both to
-# 16 PEs, run them on the modeled accelerator and print the comparison (tables + PNGs in demo/).
+# §1 of docs/results.md: lottery tickets on digits, pruned with plain LTH and with u-Ticket,
+# mapped to 16 (and 2..64) PEs, run on the modeled accelerator; tables + PNGs in demo/compare/.
+# The commands live in docs/sections/demo.py (one place); `make results` regenerates the doc.
 demo: install
-	$(BIN)/uticompile train --model vgg_small --dataset digits --epochs 5 -o $(DEMO_DIR)/vgg_small.onnx
-	$(BIN)/uticompile compare $(DEMO_DIR)/vgg_small.onnx --dataset digits --pes 16 \
-		--balance none,uticket --rounds 4 --epochs 1 --samples 100 -o $(DEMO_DIR)/compare
+	$(BIN)/python docs/regen.py demo --run-only --keep --workdir $(DEMO_DIR)
+
+# Regenerate docs/results.md's generated sections (all, or SECTIONS="demo et-ticket").
+results: install
+	$(BIN)/python docs/regen.py $(SECTIONS)
 
 test: install
 	$(BIN)/python -m pytest -q

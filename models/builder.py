@@ -51,6 +51,7 @@ class GraphBuilder:
             timesteps=timesteps,
             nodes=[],
             params={},
+            trained_epochs=0,
         )
         self.neuron = neuron
         self.rng = np.random.default_rng(seed)

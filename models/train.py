@@ -325,6 +325,8 @@ def _train(
             )
     net.cpu().eval()
     result.graph = net.to_graph()
+    if graph.trained_epochs is not None:
+        result.graph.trained_epochs = graph.trained_epochs + config.epochs
     return result
 
 

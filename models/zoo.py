@@ -83,6 +83,7 @@ def _resnet(
     spec: ModelSpec,
     *,
     global_pool: bool = True,
+    head_bn: bool = False,
 ) -> Graph:
     b = _builder(name, spec)
     x = b.lif(b.encode(b.bn(b.conv("input", spec.channels(stem), bias=False))))
@@ -91,7 +92,8 @@ def _resnet(
             x = _basic_block(b, x, spec.channels(channels), 2 if i == 0 else 1)
     x = b.flatten(b.global_avgpool(x) if global_pool else x)
     if hidden is not None:
-        x = b.lif(b.linear(x, spec.channels(hidden)))
+        h = b.linear(x, spec.channels(hidden))
+        x = b.lif(b.bn(h) if head_bn else h)
     return b.build(b.linear(x, spec.num_classes))
 
 
@@ -103,6 +105,18 @@ def vgg16(spec: ModelSpec) -> Graph:
 def resnet19(spec: ModelSpec) -> Graph:
     """ResNet-19: stem 64, stages of 3/3/2 basic blocks at 128/256/512, head 512-256-classes."""
     return _resnet("resnet19", 64, RESNET19_STAGES, 256, spec)
+
+
+def resnet19_bnhead(spec: ModelSpec) -> Graph:
+    """ResNet-19 with a BatchNorm between the hidden Linear and its LIF (the one change).
+
+    With the reference head, the pooled spikes (rates ~0.2) times N(0, 0.01) weights give the
+    hidden LIF a membrane near 0.03 against a threshold of 1: it never fires, the classifier sees
+    zeros, and at small width the network stays at chance. The BatchNorm scales that membrane to
+    unit variance in training, so the head fires from the first step; it folds into the Linear
+    when mapping, so the deployed network has the reference's layers and weights count.
+    """
+    return _resnet("resnet19_bnhead", 64, RESNET19_STAGES, 256, spec, head_bn=True)
 
 
 def vgg_small(spec: ModelSpec) -> Graph:
@@ -123,6 +137,7 @@ def resnet_small(spec: ModelSpec) -> Graph:
 ZOO: dict[str, Callable[[ModelSpec], Graph]] = {
     "vgg16": vgg16,
     "resnet19": resnet19,
+    "resnet19_bnhead": resnet19_bnhead,
     "vgg_small": vgg_small,
     "resnet_small": resnet_small,
 }

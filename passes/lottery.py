@@ -10,12 +10,17 @@ Everything a round produces lives in its own folder of the run directory (``roun
 ``(seed, round)`` and training checkpoints to ``train.ckpt`` every epoch, so a resumed run (even
 after kill -9 mid-round) ends with the byte-identical model of an uninterrupted one.
 
+``rewind.onnx`` is the rewind point: the input model (a lottery ticket when the input is untrained,
+fine-tuning when it was trained; ``search_method`` names which) or epoch K of the dense round.
+With ``search_timesteps="auto"`` the ET criterion's choice is saved as ``timesteps.json``.
+
 Files: options in ``lottery_config``, the run directory in ``lottery_paths``, the phases of a round
 in ``lottery_phases``, the measured activity cycle-aware balancing uses in ``firing_rates``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +33,7 @@ from uticompile.ir import Graph
 from uticompile.models.train import StepInfo
 from uticompile.onnx_export import save_onnx
 from uticompile.passes.lottery_config import (
+    AUTO,
     BALANCE_CHOICES,
     REWIND_CHOICES,
     PruneConfig,
@@ -35,29 +41,35 @@ from uticompile.passes.lottery_config import (
 )
 from uticompile.passes.lottery_paths import RunPaths, load_masks, save_masks
 from uticompile.passes.lottery_phases import (
+    criterion_logits,
     finish_round,
     graph_digest,
     load_round,
     masked_graph,
     round_masks,
     round_report,
+    search_choice,
     search_timing,
     start_weights,
     train_round,
 )
 
 __all__ = [
+    "AUTO",
     "BALANCE_CHOICES",
     "REWIND_CHOICES",
     "LotteryEvent",
     "LotteryResult",
     "PruneConfig",
+    "criterion_logits",
     "load_masks",
     "masked_graph",
     "round_seed",
     "run_identity",
     "run_lottery",
     "save_masks",
+    "search_method",
+    "search_seconds",
 ]
 
 
@@ -82,12 +94,77 @@ class LotteryResult:
     graph: Graph
     reports: list[dict[str, Any]] = field(default_factory=list)
     timing: dict[str, Any] | None = None
+    method: dict[str, str] = field(default_factory=dict)
+    search_timesteps: dict[str, Any] | None = None  # the ET criterion's choice (``auto``)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rounds": self.reports}
+        out: dict[str, Any] = {"rounds": self.reports, "method": self.method}
         if self.timing is not None:
             out["et_ticket"] = self.timing
+        if self.search_timesteps is not None:
+            out["search_timesteps"] = self.search_timesteps
+        out["search_seconds"] = search_seconds(self.reports)
         return out
+
+
+def search_seconds(reports: list[dict[str, Any]], key: str = "train_seconds") -> dict[str, Any]:
+    """Measured training time: dense round, search rounds (1..R-1), final round, total.
+
+    Wall time (``train_seconds``), with the same split of the process's CPU time under ``cpu``:
+    on a shared machine the CPU time is the steadier measure of the work done.
+    """
+    secs = [float(r.get(key, 0.0)) for r in reports]
+    out: dict[str, Any] = {
+        "dense": secs[0] if secs else 0.0,
+        "search": sum(secs[1:-1]),
+        "final": secs[-1] if len(secs) > 1 else 0.0,
+        "total": sum(secs),
+    }
+    if key == "train_seconds":
+        out["cpu"] = search_seconds(reports, "train_cpu_seconds")
+    return out
+
+
+def search_method(config: PruneConfig, start: Graph) -> dict[str, str]:
+    """What kind of search this is, from the options and the start model's training history.
+
+    Rewinding to an untrained model, or late to epoch K of the dense round, is a lottery ticket
+    (Algorithm 1 step 4). Rewinding to a file that was already trained is fine-tuning.
+    """
+    trained = start.trained_epochs
+    history = (
+        "an untrained model"
+        if trained == 0
+        else "a model of unknown training"
+        if trained is None
+        else f"a model trained {trained} epochs"
+    )
+    if config.rewind == "lr":
+        return {
+            "kind": "lr-rewinding",
+            "text": f"learning-rate rewinding (survivors keep their trained values) from {history}",
+        }
+    if config.rewind_epoch > 0:
+        return {
+            "kind": "lottery-ticket-late-rewind",
+            "text": f"lottery ticket with late rewinding to epoch {config.rewind_epoch} of the "
+            f"dense round, from {history}",
+        }
+    if trained == 0 and config.round0_epochs > 0:
+        return {
+            "kind": "lottery-ticket",
+            "text": "lottery ticket: every round rewinds the survivors to the initialization",
+        }
+    if trained == 0:
+        return {
+            "kind": "pruning-at-init",
+            "text": "pruning at initialization (no dense training: --dense-epochs 0)",
+        }
+    return {
+        "kind": "fine-tuning",
+        "text": f"fine-tuning, not a lottery ticket: every round rewinds to the input, {history} "
+        "(start from `train --epochs 0` or pass --rewind-epoch K for a lottery ticket)",
+    }
 
 
 def run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
@@ -130,6 +207,7 @@ def run_lottery(
     reports: list[dict[str, Any]] = []
     prev: Graph | None = None
     prev_masks: dict[str, np.ndarray] | None = None
+    choice: dict[str, Any] | None = None  # ``auto``: the ET criterion's choice
     for r in range(config.rounds + 1):
         rp = paths.round(r)
         rp.dir.mkdir(exist_ok=True)
@@ -139,15 +217,20 @@ def run_lottery(
             reports.append(report)
             emit(LotteryEvent("round_end", r, config.rounds, report=report, resumed=True))
             continue
+        if choice is None:
+            choice = search_choice(r, data, config, paths, prev, T)
+        chosen = None if choice is None else int(choice["timesteps"])
         masks, pruned, balance_info, balance_seconds = round_masks(
-            r, graph, data, config, paths, prev, prev_masks
+            r, graph, data, config, paths, prev, prev_masks, chosen
         )
-        start = start_weights(r, graph, config, paths, masks, prev, prev_masks)
+        start = start_weights(r, graph, config, paths, masks, prev, prev_masks, chosen)
 
         def on_step(info: StepInfo, r: int = r) -> None:
             emit(LotteryEvent("step", r, config.rounds, step=info))
 
-        trained, train_seconds = train_round(r, start, data, config, paths, masks, T, on_step)
+        trained, train_seconds, train_cpu_seconds = train_round(
+            r, start, data, config, paths, masks, T, on_step, graph.trained_epochs
+        )
         report = round_report(
             r,
             trained,
@@ -160,6 +243,7 @@ def run_lottery(
             balance_seconds=balance_seconds,
             balance_info=balance_info,
         )
+        report["train_cpu_seconds"] = train_cpu_seconds
         finish_round(rp, trained, report, T)
         reports.append(report)
         paths.write_reports(reports)
@@ -168,4 +252,12 @@ def run_lottery(
 
     paths.write_reports(reports)
     assert prev is not None
-    return LotteryResult(graph=prev.with_timesteps(T), reports=reports, timing=timing)
+    if config.search_timesteps == AUTO and choice is None and paths.timesteps.exists():
+        choice = json.loads(paths.timesteps.read_text())  # rounds == 0: chosen, never used
+    return LotteryResult(
+        graph=prev.with_timesteps(T),
+        reports=reports,
+        timing=timing,
+        method=search_method(config, graph),
+        search_timesteps=choice,
+    )

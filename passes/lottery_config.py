@@ -14,9 +14,11 @@ from uticompile.errors import ConfigError
 from uticompile.grouping import GROUPINGS
 from uticompile.models.train import TrainConfig
 from uticompile.passes.balance import BALANCE_MODES
+from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
 
 BALANCE_CHOICES: tuple[str, ...] = ("none", *BALANCE_MODES)
 REWIND_CHOICES: tuple[str, ...] = ("weights", "lr")
+AUTO = "auto"  # --search-timesteps auto: the ET ticket's KL criterion picks the search T
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,9 @@ class PruneConfig:
     balance: str = "uticket"
     pes: int = 16
     grouping: str = "sata"
-    search_timesteps: int | None = None
+    search_timesteps: int | str | None = None  # an int, "auto" (the ET criterion) or None
+    search_threshold: float = DEFAULT_THRESHOLD
+    search_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     paper_compat: bool = False
     batch_size: int = 64
     lr: float = 0.1
@@ -75,11 +79,24 @@ class PruneConfig:
             raise ConfigError(f"pes must be >= 1, got {self.pes}", option="pes")
         if self.grouping not in GROUPINGS:
             raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}", option="grouping")
-        if self.search_timesteps is not None and self.search_timesteps < 1:
+        object.__setattr__(self, "search_candidates", tuple(self.search_candidates))
+        if isinstance(self.search_timesteps, str) and self.search_timesteps != AUTO:
+            raise ConfigError(
+                f"search_timesteps must be an integer or {AUTO!r}, got {self.search_timesteps!r}",
+                option="search_timesteps",
+            )
+        if isinstance(self.search_timesteps, int) and self.search_timesteps < 1:
             raise ConfigError(
                 f"search_timesteps must be >= 1, got {self.search_timesteps}",
                 option="search_timesteps",
             )
+        if not (0.0 < self.search_threshold <= 1.0):
+            raise ConfigError(
+                f"search_threshold must be in (0, 1], got {self.search_threshold}",
+                option="search_threshold",
+            )
+        if not self.search_candidates or min(self.search_candidates) < 1:
+            raise ConfigError("search_candidates needs timesteps >= 1", option="search_candidates")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}", option="seed")
         self.train_config(0, self.epochs)  # validates batch size, lr, weight decay, device
@@ -95,11 +112,18 @@ class PruneConfig:
             return self.round0_epochs
         return self.epochs - self.rewind_epoch if self.rewind == "weights" else self.epochs
 
-    def round_timesteps(self, r: int, timesteps: int) -> int:
-        """ET ticket: search rounds use ``search_timesteps``, the final round the model's T."""
-        if self.search_timesteps is not None and r < self.rounds:
-            return self.search_timesteps
-        return timesteps
+    def round_timesteps(self, r: int, timesteps: int, chosen: int | None = None) -> int:
+        """ET ticket: search rounds use the search T, the final round the model's T.
+
+        With ``auto`` the search T is ``chosen`` by the criterion during the dense round, which
+        therefore runs at the full T.
+        """
+        if self.search_timesteps is None or r >= self.rounds:
+            return timesteps
+        if self.search_timesteps == AUTO:
+            return timesteps if r == 0 or chosen is None else chosen
+        assert isinstance(self.search_timesteps, int)
+        return self.search_timesteps
 
     def train_config(self, r: int, epochs: int) -> TrainConfig:
         return TrainConfig(

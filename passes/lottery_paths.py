@@ -1,9 +1,10 @@
 """A lottery run directory: one paths object naming every artifact, and the masks' file format.
 
 Layout: ``config.json`` (what the results depend on), ``rewind.onnx``, ``timing.json`` (ET
-ticket), ``report.jsonl`` (one line per finished round), and per round ``round_NN/`` with
-``masks.npz``, ``train.ckpt`` (while training), ``trained.onnx``, ``report.json`` and the ``done``
-marker, written last: a round is finished exactly when ``done`` exists.
+ticket), ``timesteps.json`` (the ET criterion's choice), ``report.jsonl`` (one line per finished
+round), and per round ``round_NN/`` with ``masks.npz``, ``train.ckpt`` (while training),
+``trained.onnx``, ``report.json`` and the ``done`` marker, written last: a round is finished
+exactly when ``done`` exists.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ class RunPaths:
     @property
     def timing(self) -> Path:
         return self.root / "timing.json"
+
+    @property
+    def timesteps(self) -> Path:
+        """``--search-timesteps auto``: the ET criterion's choice, written once."""
+        return self.root / "timesteps.json"
 
     @property
     def reports(self) -> Path:

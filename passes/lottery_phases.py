@@ -28,9 +28,15 @@ from uticompile.onnx_export import save_onnx, serialize, to_onnx
 from uticompile.onnx_import import read_graph
 from uticompile.passes.balance_layers import balance_masks, layer_weights, scope_layers
 from uticompile.passes.firing_rates import expected_cycles
-from uticompile.passes.lottery_config import PruneConfig
+from uticompile.passes.lottery_config import AUTO, PruneConfig
 from uticompile.passes.lottery_paths import RoundPaths, RunPaths, load_masks, save_masks
 from uticompile.passes.magnitude_prune import global_magnitude_prune
+from uticompile.passes.timestep_criterion import (
+    CRITERION_EPOCH,
+    CRITERION_SAMPLES,
+    TimestepChoice,
+    choose_timesteps,
+)
 from uticompile.passes.utilization import layer_stats, network_utilization
 
 TIMING_STEPS = 3  # batches timed at T and at the search T for the ET-ticket estimate
@@ -82,7 +88,7 @@ def _step_seconds(graph: Graph, data: Dataset, config: PruneConfig, timesteps: i
 
 def et_timing(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:
     """Measured step-time ratio T2/T and the estimated share of search time it saves."""
-    assert config.search_timesteps is not None
+    assert isinstance(config.search_timesteps, int)
     t_full = _step_seconds(graph, data, config, graph.timesteps)
     t_search = _step_seconds(graph, data, config, config.search_timesteps)
     ratio = t_search / t_full if t_full > 0 else float("nan")
@@ -106,8 +112,8 @@ def et_timing(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any
 def search_timing(
     graph: Graph, data: Dataset, config: PruneConfig, paths: RunPaths
 ) -> dict[str, Any] | None:
-    """The ET-ticket estimate of ``et_timing``, measured once per run directory."""
-    if config.search_timesteps is None:
+    """The ET-ticket estimate of ``et_timing`` (fixed search T), measured once per run directory."""
+    if not isinstance(config.search_timesteps, int):
         return None
     if paths.timing.exists():
         timing: dict[str, Any] = json.loads(paths.timing.read_text())
@@ -115,6 +121,61 @@ def search_timing(
     timing = et_timing(graph, data, config)
     atomic_write_text(paths.timing, json.dumps(timing, indent=2, sort_keys=True) + "\n")
     return timing
+
+
+@torch.no_grad()
+def criterion_logits(graph: Graph, data: Dataset, samples: int = CRITERION_SAMPLES) -> np.ndarray:
+    """Per-timestep logits [T, N, classes] of the first ``samples`` training images (one batch).
+
+    Inference mode (BatchNorm's running statistics, no augmentation), so the network is causal
+    in time and the first t steps are the t-timestep network's (``choose_timesteps``).
+    """
+    net = SNN(graph).eval()
+    x, _ = next(
+        iterate_batches(data, "train", samples, shuffle=False, augment=False, generator=None)
+    )
+    return net(x).double().numpy()
+
+
+def choose_search_timesteps(graph: Graph, data: Dataset, config: PruneConfig) -> TimestepChoice:
+    """The ET ticket's criterion on ``graph`` (the dense model after its second epoch)."""
+    return choose_timesteps(
+        criterion_logits(graph, data),
+        candidates=config.search_candidates,
+        threshold=config.search_threshold,
+    )
+
+
+def record_choice(
+    graph: Graph, data: Dataset, config: PruneConfig, paths: RunPaths, epoch: int
+) -> dict[str, Any]:
+    """Run the criterion on ``graph`` (at the full T) and save its choice as ``timesteps.json``."""
+    found = choose_search_timesteps(graph, data, config)
+    record = {**found.to_json(), "after_epoch": epoch}
+    atomic_write_text(paths.timesteps, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def search_choice(
+    r: int,
+    data: Dataset,
+    config: PruneConfig,
+    paths: RunPaths,
+    prev: Graph | None,
+    timesteps: int,
+) -> dict[str, Any] | None:
+    """``auto``: the criterion's choice for round ``r`` (None in the dense round, or without auto).
+
+    The dense round saves it after its 2nd epoch (``train_round``); a dense round of fewer
+    epochs decides here on its trained model. A resumed run reads the same file.
+    """
+    if config.search_timesteps != AUTO or r == 0:
+        return None
+    if paths.timesteps.exists():
+        choice: dict[str, Any] = json.loads(paths.timesteps.read_text())
+        return choice
+    assert prev is not None
+    return record_choice(prev.with_timesteps(timesteps), data, config, paths, config.round0_epochs)
 
 
 def round_masks(
@@ -125,6 +186,7 @@ def round_masks(
     paths: RunPaths,
     prev: Graph | None,
     prev_masks: Masks | None,
+    chosen: int | None = None,
 ) -> tuple[Masks, Masks, dict[str, Any], float]:
     """Phase 1: (masks, magnitude-pruned masks, per-layer balance changes, balance seconds).
 
@@ -154,7 +216,7 @@ def round_masks(
             if config.balance == "cycles":
                 # rates of the model the mask will be trained from, with the mask applied
                 src = read_graph(paths.rewind) if config.rewind == "weights" else prev
-                Tr = config.round_timesteps(r, T)
+                Tr = config.round_timesteps(r, T, chosen)
                 costs = expected_cycles(masked_graph(src, pruned).with_timesteps(Tr), data, scope)
             rng = np.random.default_rng([config.seed, r, 1])
             masks, info = balance_masks(
@@ -194,6 +256,7 @@ def start_weights(
     masks: Masks,
     prev: Graph | None,
     prev_masks: Masks | None,
+    chosen: int | None = None,
 ) -> Graph:
     """Phase 2: the round's starting weights, masked, at the round's T.
 
@@ -214,7 +277,8 @@ def start_weights(
                 key = node.inputs[1]
                 regrown = masks[node.name] & ~prev_masks[node.name]
                 start.params[key] = np.where(regrown, rewind.params[key], start.params[key])
-    return masked_graph(start, masks).with_timesteps(config.round_timesteps(r, graph.timesteps))
+    Tr = config.round_timesteps(r, graph.timesteps, chosen)
+    return masked_graph(start, masks).with_timesteps(Tr)
 
 
 def train_round(
@@ -226,19 +290,29 @@ def train_round(
     masks: Masks,
     timesteps: int,
     on_step: Callable[[StepInfo], None],
-) -> tuple[Graph, float]:
-    """Phase 3: train with pruned weights held at zero; (trained masked graph, seconds).
+    trained_epochs: int | None = None,
+) -> tuple[Graph, float, float]:
+    """Phase 3: train with pruned weights held at zero; (trained masked graph, wall and CPU s).
 
-    Round 0 saves the rewind point at epoch ``rewind_epoch`` (at the model's full T).
+    Round 0 saves the rewind point at epoch ``rewind_epoch`` (at the model's full T, labelled
+    with ``trained_epochs`` of the input plus the epochs run), and with ``auto`` the ET
+    criterion's choice after its 2nd epoch, before that epoch's checkpoint, so a resumed run
+    reads the same t.
     """
     epochs = config.round_epochs(r)
     rp = paths.round(r)
 
     def on_epoch_end(epoch: int, net: SNN) -> None:
         if r == 0 and epoch == config.rewind_epoch:
-            save_onnx(net.to_graph().with_timesteps(timesteps), paths.rewind)
+            snapshot = net.to_graph().with_timesteps(timesteps)
+            if trained_epochs is not None:
+                snapshot.trained_epochs = trained_epochs + epoch
+            save_onnx(snapshot, paths.rewind)
+        auto = config.search_timesteps == AUTO
+        if r == 0 and auto and epoch == min(CRITERION_EPOCH, config.round0_epochs):
+            record_choice(net.to_graph().with_timesteps(timesteps), data, config, paths, epoch)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if epochs > 0:
         result = train(
             start,
@@ -253,7 +327,8 @@ def train_round(
     else:
         trained = start
     train_seconds = time.perf_counter() - t0
-    return masked_graph(trained, masks), train_seconds
+    train_cpu_seconds = time.process_time() - c0
+    return masked_graph(trained, masks), train_seconds, train_cpu_seconds
 
 
 def finish_round(rp: RoundPaths, trained: Graph, report: dict[str, Any], timesteps: int) -> None:

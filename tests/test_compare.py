@@ -199,3 +199,33 @@ def test_planned_jobs_in_any_order_give_the_serial_results(
         x.split("uticompile ")[1] for x in lines
     ]
     assert all(j.startswith("torchrun --standalone --nproc-per-node=8 ") for j in jobs)
+
+
+def test_lottery_ticket_from_init_with_auto_search_t(tmp_path: Path) -> None:
+    """An untrained MODEL is a lottery ticket; the ET choice reaches every variant's run dir."""
+    model = tmp_path / "init.onnx"
+    save_onnx(build_model("vgg_small", ModelSpec((1, 16, 16), 10)), model)
+    cfg = CompareConfig(
+        pes=(4,), rounds=2, epochs=1, dense_epochs=2, samples=10, train_limit=96,
+        search_timesteps="auto",
+    )  # fmt: skip
+    res = run_compare(model, cfg, tmp_path / "out").results
+    assert res["method_kind"] == "lottery-ticket"
+    assert (
+        "rewinds the survivors to the initialization"
+        in (tmp_path / "out" / "results.md").read_text()
+    )
+    choice = res["search_timesteps"]
+    assert choice["after_epoch"] == 2
+    for v in ("none", "uticket"):
+        run = tmp_path / "out" / res["variants"][v]["run_dir"]
+        assert json.loads((run / "timesteps.json").read_text()) == choice
+    # the same file after training is fine-tuning, and says so; --rewind-epoch makes it a ticket
+    trained = build_model("vgg_small", ModelSpec((1, 16, 16), 10))
+    trained.trained_epochs = 3
+    save_onnx(trained, model)
+    cfg = CompareConfig(pes=(4,), rounds=1, epochs=2, samples=10, train_limit=96)
+    assert run_compare(model, cfg, tmp_path / "ft").results["method_kind"] == "fine-tuning"
+    late = CompareConfig(pes=(4,), rounds=1, epochs=2, rewind_epoch=1, samples=10, train_limit=96)
+    kind = run_compare(model, late, tmp_path / "late").results["method_kind"]
+    assert kind == "lottery-ticket-late-rewind"

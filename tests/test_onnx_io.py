@@ -137,3 +137,24 @@ def test_shape_mismatch_is_rejected(small_graphs: dict[str, Graph]) -> None:
     init.CopyFrom(onnx.numpy_helper.from_array(arr, "conv2.weight"))
     with pytest.raises(ModelFormatError, match="conv2"):
         from_onnx(model)
+
+
+def test_training_provenance_travels_with_the_file(small_graphs: dict[str, Graph]) -> None:
+    """The zoo writes trained_epochs 0; the file keeps it; unknown stays unknown; junk is named."""
+    g = small_graphs["vgg_small"]
+    assert g.trained_epochs == 0
+    assert from_onnx(to_onnx(g)).trained_epochs == 0
+    trained = g.copy()
+    trained.trained_epochs = 7
+    back = from_onnx(to_onnx(trained))
+    assert back.trained_epochs == 7
+    assert back.equals(g)  # provenance is not part of the network
+    unknown = g.copy()
+    unknown.trained_epochs = None
+    model = to_onnx(unknown)
+    assert not any(p.key.endswith("trained_epochs") for p in model.metadata_props)
+    assert from_onnx(model).trained_epochs is None
+    model = to_onnx(trained)
+    next(p for p in model.metadata_props if p.key.endswith("trained_epochs")).value = "-1"
+    with pytest.raises(ModelFormatError, match="trained_epochs"):
+        from_onnx(model)

@@ -27,6 +27,7 @@ CASES = [
     ("vgg_small", 1.0, "spikingjelly", 3),
     ("resnet_small", 0.5, "spikingjelly", 3),
     ("resnet19", 0.25, "sata", 3),
+    ("resnet19_bnhead", 0.25, "spikingjelly", 3),
 ]
 
 

@@ -47,6 +47,17 @@ def test_same_seed_same_weights(tiny: Dataset, small_graphs: dict[str, Graph]) -
     assert train(g, tiny, CONFIG).graph.equals(train(g, tiny, CONFIG).graph)
 
 
+def test_training_counts_epochs_on_the_graph(tiny: Dataset, small_graphs: dict[str, Graph]) -> None:
+    """Provenance: a fresh init has 0 epochs, training adds its epochs, unknown stays unknown."""
+    g = small_graphs["vgg_small"]
+    once = train(g, tiny, CONFIG).graph
+    assert (g.trained_epochs, once.trained_epochs) == (0, 2)
+    assert train(once, tiny, CONFIG).graph.trained_epochs == 4
+    unknown = g.copy()
+    unknown.trained_epochs = None
+    assert train(unknown, tiny, CONFIG).graph.trained_epochs is None
+
+
 def test_interrupted_run_resumes_to_the_same_result(
     tmp_path: Path, tiny: Dataset, small_graphs: dict[str, Graph]
 ) -> None:

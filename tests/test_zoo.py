@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from uticompile.errors import ConfigError
 from uticompile.ir import Graph
+from uticompile.models.snn import SNN
 from uticompile.models.zoo import ModelSpec, build_model
+from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
 
 def _convs(g: Graph) -> list[tuple[int, ...]]:
@@ -49,6 +52,33 @@ def test_resnet19_structure() -> None:
     assert _linears(g) == [(256, 512), (10, 256)]
     assert g.shapes()["gap1"] == (512, 1, 1)
     assert sum(n.op == "LIF" for n in g.nodes) == 1 + 2 * 8 + 1
+
+
+def test_resnet19_bnhead_is_the_reference_plus_one_head_batchnorm() -> None:
+    spec = ModelSpec((3, 32, 32), 10, width=0.25)
+    ref, bn = build_model("resnet19", spec), build_model("resnet19_bnhead", spec)
+    extra = [n for n in bn.nodes if n.name not in {m.name for m in ref.nodes}]
+    assert [n.op for n in extra] == ["BatchNormalization"]
+    assert bn.producer(extra[0].inputs[0]).op == "Gemm"  # type: ignore[union-attr]
+    assert bn.consumers(extra[0].output)[0].op == "LIF"
+    assert _convs(bn) == _convs(ref)
+    assert _linears(bn) == _linears(ref)
+    folded = FoldBatchNorm()(bn).module
+    assert sum(n.op == "BatchNormalization" for n in folded.nodes) == 0
+
+
+def test_resnet19_head_fires_at_init_only_with_its_batchnorm() -> None:
+    """The reason resnet19_bnhead exists: the reference head LIF is silent in training at init."""
+    spec = ModelSpec((3, 32, 32), 10, width=0.25, seed=0)
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(32, 3, 32, 32)).astype(np.float32))
+    rates = {}
+    for name in ("resnet19", "resnet19_bnhead"):
+        spikes: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            SNN(build_model(name, spec)).train()(x, spikes)
+        rates[name] = float(spikes[list(spikes)[-1]].mean())
+    assert rates["resnet19"] == 0.0
+    assert rates["resnet19_bnhead"] > 0.05
 
 
 def test_width_multiplier_and_dataset_shape() -> None:

@@ -186,6 +186,9 @@ class Graph:
     nodes: list[Node]
     params: dict[str, np.ndarray]
     encoding: str = "direct"
+    #: Epochs of training the weights have seen: 0 for a fresh initialization, None when not
+    #: known (a file from elsewhere). Provenance only: not part of ``equals``.
+    trained_epochs: int | None = None
 
     # -- queries ---------------------------------------------------------------------------------
     def node(self, name: str) -> Node:

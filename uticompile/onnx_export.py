@@ -101,6 +101,11 @@ def to_onnx(graph: Graph, *, spike_outputs: bool = False) -> onnx.ModelProto:
             f"{META_PREFIX}model": graph.name,
             f"{META_PREFIX}timesteps": str(T),
             f"{META_PREFIX}encoding": graph.encoding,
+            **(
+                {}
+                if graph.trained_epochs is None
+                else {f"{META_PREFIX}trained_epochs": str(graph.trained_epochs)}
+            ),
         },
     )
     if spike_outputs:

@@ -97,6 +97,16 @@ def _metadata(model: onnx.ModelProto) -> dict[str, str]:
     return meta
 
 
+def _trained_epochs(meta: dict[str, str]) -> int | None:
+    """The optional provenance entry: how many epochs the weights were trained (None: unknown)."""
+    text = meta.get(META_PREFIX + "trained_epochs")
+    if text is None:
+        return None
+    if not text.isdigit():
+        raise ModelFormatError(f"metadata uticompile.trained_epochs is not a count: {text!r}")
+    return int(text)
+
+
 def _check_functions(model: onnx.ModelProto) -> None:
     canonical = canonical_bytes()
     for f in model.functions:
@@ -242,6 +252,7 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
         nodes=nodes,
         params=params,
         encoding=meta[META_PREFIX + "encoding"],
+        trained_epochs=_trained_epochs(meta),
     )
     graph.validate()
     unused = set(params) - {p for node in nodes for p in graph.param_names(node)}

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from uticompile.cli.options import json_safe, step_bar
+from uticompile.cli.options import json_safe, search_options, step_bar
 from uticompile.errors import ConfigError
 
 
@@ -55,6 +55,7 @@ def _text(summary: dict[str, Any], note: str) -> str:
             if v != summary["baseline"] and d["energy_reduction"] is not None
         )
     )  # fmt: skip
+    lines.append(f"search: {summary['method']}")
     lines.append(note)
     lines.append(f"wrote {', '.join(summary['files'])} in {summary['results_dir']}")
     return "\n".join(lines)
@@ -71,6 +72,21 @@ def _text(summary: dict[str, Any], note: str) -> str:
 @click.option("--rounds", type=int, default=14, show_default=True, help="Pruning rounds.")
 @click.option("--rate", type=float, default=0.25, show_default=True, help="Share pruned/round.")
 @click.option("--epochs", type=int, default=5, show_default=True, help="Epochs per round.")
+@click.option(
+    "--dense-epochs",
+    type=int,
+    default=None,
+    help="Epochs of the dense round 0 [default: --epochs]; 0 takes MODEL as trained.",
+)
+@click.option(
+    "--rewind-epoch",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Rewind to epoch K of the dense round (0: to MODEL; an untrained MODEL gives a "
+    "lottery ticket, a trained one fine-tuning).",
+)
+@search_options
 @click.option(
     "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
 )

@@ -142,3 +142,53 @@ def fast_path_options(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
 
     return wrapper
+
+
+def search_timesteps_value(value: str | None) -> int | str | None:
+    """--search-timesteps: an integer, 'auto', or absent (one-line error otherwise)."""
+    from uticompile.errors import ConfigError
+
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--search-timesteps takes an integer or 'auto', got {value!r}") from None
+
+
+def int_list(value: str, what: str) -> tuple[int, ...]:
+    """A comma-separated list of integers (one-line error naming the option otherwise)."""
+    from uticompile.errors import ConfigError
+
+    try:
+        items = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--{what} takes comma-separated integers, got {value!r}") from None
+    if not items:
+        raise ConfigError(f"--{what} needs at least one value")
+    return items
+
+
+def search_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The ET ticket's options, shared by ``prune`` and ``compare`` (values parsed here)."""
+    command = click.option(
+        "--search-candidates",
+        default="2,3,4",
+        show_default=True,
+        callback=lambda _c, _p, v: int_list(v, "search-candidates"),
+        help="auto: candidate search T, comma-separated (those below T count).",
+    )(command)
+    command = click.option(
+        "--search-threshold",
+        type=float,
+        default=0.6,
+        show_default=True,
+        help="auto: the largest normalized KL(p_T || p_t) accepted.",
+    )(command)
+    return click.option(
+        "--search-timesteps",
+        default=None,
+        callback=lambda _c, _p, v: search_timesteps_value(v),
+        help="ET ticket: T of the search rounds, or 'auto' (the KL criterion after dense "
+        "epoch 2; the final round uses the model's T).",
+    )(command)

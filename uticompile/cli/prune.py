@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from uticompile.cli.options import emit, fast_path_options, step_bar
+from uticompile.cli.options import emit, fast_path_options, search_options, step_bar
 
 
 def _round_row(report: dict[str, Any]) -> str:
@@ -70,7 +70,7 @@ _ROUND_HEADER = (
 @click.option(
     "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
 )
-@click.option("--search-timesteps", type=int, default=None, help="ET ticket: T of search rounds.")
+@search_options
 @click.option(
     "--paper-compat",
     is_flag=True,
@@ -157,8 +157,21 @@ def prune(
         util = "-" if u is None else f"{u:.4f}"
         lines = [
             f"wrote {output}: sparsity {final['sparsity']:.4f}, accuracy {final['accuracy']:.4f}, "
-            f"network utilization {util}; reports in {run}"
+            f"network utilization {util}; reports in {run}",
+            f"search: {result.method['text']}",
         ]
+        secs = result.summary()["search_seconds"]
+        if result.search_timesteps is not None:
+            c = result.search_timesteps
+            kl = ", ".join(f"t={t}: {v:.3f}" for t, v in c["normalized_kl"].items())
+            lines.append(
+                f"ET ticket (auto): search rounds at T={c['timesteps']} of {c['full_timesteps']} "
+                f"(normalized KL {kl or 'no candidate below T'}; threshold {c['threshold']})"
+            )
+        lines.append(
+            f"training wall time: dense {secs['dense']:.1f} s, search rounds {secs['search']:.1f}"
+            f" s, final round {secs['final']:.1f} s (measured)"
+        )
         if result.timing is not None:
             t = result.timing
             lines.append(

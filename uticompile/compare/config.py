@@ -10,6 +10,7 @@ from uticompile.limits import MAX_PES
 from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
 from uticompile.passes.pca_widths import DEFAULT_SAMPLES, DEFAULT_VARIANCE
 from uticompile.passes.pipeline import MapConfig
+from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
 from uticompile.passes.timestep_schedule import DEFAULT_MAX_DROP, DEFAULT_SCHEDULE
 from uticompile.placement import PLACEMENTS
 from uticompile.shrink.config import ShrinkConfig
@@ -35,6 +36,11 @@ class CompareConfig:
     rounds: int = 14
     rate: float = 0.25
     epochs: int = 5
+    dense_epochs: int | None = None
+    rewind_epoch: int = 0
+    search_timesteps: int | str | None = None
+    search_threshold: float = DEFAULT_THRESHOLD
+    search_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     grouping: str = "sata"
     bits: int = 16
     placement: tuple[str, ...] = (PAPER_PLACEMENT, "auto")
@@ -69,6 +75,7 @@ class CompareConfig:
                 "and every other placement at most once",
                 option="placement",
             )
+        object.__setattr__(self, "search_candidates", tuple(self.search_candidates))
         object.__setattr__(self, "timesteps", tuple(int(t) for t in self.timesteps))
         if not self.balance:
             raise ConfigError("balance needs at least the baseline 'none'", option="balance")
@@ -118,6 +125,11 @@ class CompareConfig:
             rounds=self.rounds,
             rate=self.rate,
             epochs=self.epochs,
+            dense_epochs=self.dense_epochs,
+            rewind_epoch=self.rewind_epoch,
+            search_timesteps=self.search_timesteps,
+            search_threshold=self.search_threshold,
+            search_candidates=self.search_candidates,
             balance=balance,
             pes=self.primary_pes,
             grouping=self.grouping,
@@ -157,6 +169,7 @@ class CompareConfig:
         d = asdict(self)
         d["balance"], d["pes"] = list(self.balance), list(self.pes)
         d["placement"] = list(self.placement)
+        d["search_candidates"] = list(self.search_candidates)
         d["timesteps"] = list(self.timesteps)
         return d
 

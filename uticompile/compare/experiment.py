@@ -84,6 +84,8 @@ class CompareResult:
             "files": self.files,
             "plots_skipped": self.plots_skipped,
             "primary_pes": r["primary_pes"],
+            "method": r["method"],
+            "search_timesteps": r["search_timesteps"],
             "baseline": r["baseline"],
             "variants": {
                 v: {
@@ -123,6 +125,8 @@ def _share_round0(donor: Path, run_dir: Path, identity: dict[str, Any]) -> bool:
     text = json.dumps(identity, indent=2, sort_keys=True) + "\n"
     atomic_write_text(run_dir / "config.json", text)
     atomic_write_bytes(run_dir / "rewind.onnx", (donor / "rewind.onnx").read_bytes())
+    if (donor / "timesteps.json").exists():  # the ET criterion ran in round 0
+        atomic_write_bytes(run_dir / "timesteps.json", (donor / "timesteps.json").read_bytes())
     for name in _ROUND0_FILES:
         atomic_write_bytes(run_dir / "round_00" / name, (src / name).read_bytes())
     return True
@@ -290,6 +294,7 @@ def run_compare(
     # 1. pruning: the baseline first, so the others can take its round 0.
     runs: dict[str, Path] = {}
     rounds: dict[str, list[dict[str, Any]]] = {}
+    search: dict[str, Any] = {}
     for variant, (pc, identity, run_dir) in prune_runs(graph, train_data, config, out).items():
         if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
             emit(CompareEvent("round0_shared", variant, 0))
@@ -299,6 +304,7 @@ def run_compare(
 
         result = run_lottery(graph, train_data, pc, run_dir, resume=True, on_event=relay)
         runs[variant], rounds[variant] = run_dir, result.reports
+        search = {"method": result.method, "search_timesteps": result.search_timesteps}
 
     st = None
     if config.spatio_temporal:
@@ -336,6 +342,7 @@ def run_compare(
         runs={v: p.relative_to(out).as_posix() for v, p in runs.items()},
         rounds=rounds,
         reports=reports,
+        search=search,
     )
     if st is not None:
         results["combined"] = st_variants.combined_table(config, runs, rounds, st, reports, out)

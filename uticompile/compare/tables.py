@@ -57,8 +57,14 @@ def build_results(
     runs: dict[str, str],
     rounds: dict[str, list[dict[str, Any]]],
     reports: dict[tuple[str, int, int], dict[str, Any]],
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every number of the comparison; ``reports[(variant, round, pes)]`` are run reports."""
+    """Every number of the comparison; ``reports[(variant, round, pes)]`` are run reports.
+
+    ``search``: the lottery runner's ``method`` (lottery ticket or fine-tuning) and the ET
+    criterion's ``search_timesteps`` choice, the same for every variant.
+    """
+    search = search or {}
     R, P = config.rounds, config.primary_pes
     base_energy = reports[(BASELINE, R, P)]["energy_pj"]["total"]
     variants: dict[str, Any] = {}
@@ -133,12 +139,26 @@ def build_results(
             f"Pruning balanced the workloads for {P} PEs (the first --pes); the same pruned "
             "models were mapped and run at every PE count of the sweep."
         ),
+        "method": search.get("method", {}).get("text", ""),
+        "method_kind": search.get("method", {}).get("kind", ""),
+        "search_timesteps": search.get("search_timesteps"),
         "variants": variants,
         "sparsity_sweep": sparsity_sweep,
     }
 
 
 # --- markdown ---------------------------------------------------------------------------------
+
+
+def _search_t(choice: dict[str, Any] | None) -> str:
+    if not choice:
+        return ""
+    kl = ", ".join(f"t={t}: {v:.3f}" for t, v in choice["normalized_kl"].items())
+    return (
+        f" ET ticket: search rounds ran at T={choice['timesteps']} of {choice['full_timesteps']} "
+        f"(normalized KL after dense epoch {choice['after_epoch']}: {kl}; threshold "
+        f"{choice['threshold']})."
+    )
 
 
 def _f(v: Any, spec: str = ".4f") -> str:
@@ -166,6 +186,9 @@ def markdown(results: dict[str, Any], plots: list[str] | None) -> str:
         f"{cfg['rounds']} pruning rounds of {cfg['rate']:.0%}, {cfg['epochs']} epochs each, "
         f"seed {cfg['seed']}; hardware runs on {results['samples']} test samples. "
         + results["note"],
+        "",
+        f"Search: {results.get('method') or 'not recorded'}."
+        + _search_t(results.get("search_timesteps")),
         "",
         "## Table I analog: accuracy and sparsity",
         "",
