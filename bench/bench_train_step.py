@@ -20,7 +20,8 @@ import types
 import torch
 from torch import nn
 
-from uticompile.models.lif import LIF, surrogate_grad
+from uticompile.models.lif import LIF
+from uticompile.models.lif_stepwise import stepwise_lif
 from uticompile.models.snn import SNN
 from uticompile.models.train import timestep_loss
 from uticompile.models.zoo import VGG16_CFG, ModelSpec, build_model
@@ -77,32 +78,9 @@ class PlainVGG16(nn.Module):
         return torch.stack(outs)
 
 
-class _RefSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, v, surrogate, alpha):  # type: ignore[no-untyped-def]
-        ctx.save_for_backward(v)
-        ctx.surrogate, ctx.alpha = surrogate, alpha
-        return (v >= 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
-        (v,) = ctx.saved_tensors
-        return grad * surrogate_grad(v, ctx.surrogate, ctx.alpha), None, None
-
-
 def _stepwise_lif(self: LIF, x: torch.Tensor) -> torch.Tensor:
     """The zoo's LIF before the fused node: one autograd op per operation and step."""
-    p = self.params
-    xt = x.reshape(self.timesteps, -1, *x.shape[1:])
-    u = torch.zeros_like(xt[0])
-    out = []
-    for t in range(self.timesteps):
-        u = p.leak * u + p.gain * xt[t]
-        s = _RefSpike.apply(u - p.threshold, p.surrogate, p.alpha)
-        r = s.detach() if p.detach_reset else s
-        u = u * (1 - r) if p.reset == "hard" else u - r * p.threshold
-        out.append(s)
-    return torch.stack(out).reshape(x.shape)
+    return stepwise_lif(self.params, x, self.timesteps)
 
 
 def stepwise_zoo(spec: ModelSpec) -> nn.Module:

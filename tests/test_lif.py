@@ -10,6 +10,7 @@ import torch
 from uticompile.errors import ModelFormatError
 from uticompile.ir import NEURON_PRESETS, LIFParams
 from uticompile.models.lif import LIF, surrogate_grad
+from uticompile.models.lif_stepwise import stepwise_lif
 
 
 def _run(params: LIFParams, xs: list[float]) -> list[float]:
@@ -64,33 +65,6 @@ def test_invalid_parameters() -> None:
         LIFParams(leak=1.5)
 
 
-class _RefSpike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, v, surrogate, alpha):  # type: ignore[no-untyped-def]
-        ctx.save_for_backward(v)
-        ctx.surrogate, ctx.alpha = surrogate, alpha
-        return (v >= 0).to(v.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[no-untyped-def]
-        (v,) = ctx.saved_tensors
-        return grad * surrogate_grad(v, ctx.surrogate, ctx.alpha), None, None
-
-
-def _reference_lif(p: LIFParams, x: torch.Tensor, T: int) -> torch.Tensor:
-    """The step-by-step autograd LIF the fused one replaced (the gradients' reference)."""
-    xt = x.reshape(T, -1, *x.shape[1:])
-    u = torch.zeros_like(xt[0])
-    out = []
-    for t in range(T):
-        u = p.leak * u + p.gain * xt[t]
-        s = _RefSpike.apply(u - p.threshold, p.surrogate, p.alpha)
-        r = s.detach() if p.detach_reset else s
-        u = u * (1 - r) if p.reset == "hard" else u - r * p.threshold
-        out.append(s)
-    return torch.stack(out).reshape(x.shape)
-
-
 @pytest.mark.parametrize("T", [1, 4])
 @pytest.mark.parametrize("reset", ["hard", "subtract"])
 @pytest.mark.parametrize("detach", [0, 1])
@@ -105,7 +79,7 @@ def test_fused_lif_gradient_is_bitwise_the_step_by_step_one(
     w = torch.randn(x.shape, generator=gen)
     w[0] = -0.0  # zero upstream gradients must keep their sign exactly as autograd does
     grads, outs = [], []
-    for fn in (lambda v: LIF(p, T)(v), lambda v: _reference_lif(p, v, T)):
+    for fn in (lambda v: LIF(p, T)(v), lambda v: stepwise_lif(p, v, T)):
         xg = x.clone().requires_grad_(True)
         y = fn(xg)
         (y * w).sum().backward()
