@@ -29,14 +29,18 @@ from typing import Any
 import numpy as np
 
 from uticompile.datasets import Dataset
+from uticompile.errors import ConfigError
 from uticompile.ir import Graph
 from uticompile.models.train import StepInfo
 from uticompile.onnx_export import save_onnx
 from uticompile.passes.lottery_config import (
     AUTO,
     BALANCE_CHOICES,
+    CYCLE_RATE_CHOICES,
     REWIND_CHOICES,
+    LayerBudgets,
     PruneConfig,
+    budgets_from_reports,
     round_seed,
 )
 from uticompile.passes.lottery_paths import RunPaths, load_masks, save_masks
@@ -57,13 +61,17 @@ from uticompile.passes.lottery_phases import (
 __all__ = [
     "AUTO",
     "BALANCE_CHOICES",
+    "CYCLE_RATE_CHOICES",
     "REWIND_CHOICES",
+    "LayerBudgets",
     "LotteryEvent",
     "LotteryResult",
     "PruneConfig",
+    "budgets_from_reports",
     "criterion_logits",
     "load_masks",
     "masked_graph",
+    "read_budgets",
     "round_seed",
     "run_identity",
     "run_lottery",
@@ -165,6 +173,28 @@ def search_method(config: PruneConfig, start: Graph) -> dict[str, str]:
         "text": f"fine-tuning, not a lottery ticket: every round rewinds to the input, {history} "
         "(start from `train --epochs 0` or pass --rewind-epoch K for a lottery ticket)",
     }
+
+
+def read_budgets(run_dir: str | Path, rounds: int) -> LayerBudgets:
+    """The per-layer counts of a finished baseline run directory of ``rounds`` rounds.
+
+    Raises ConfigError naming the directory when it holds no finished run of that length.
+    """
+    paths = RunPaths(Path(run_dir))
+    reports = []
+    for r in range(rounds + 1):
+        rp = paths.round(r)
+        if not rp.done.exists():
+            raise ConfigError(
+                f"{run_dir}: round {r} of the baseline is not finished (need rounds 0..{rounds})"
+            )
+        try:
+            reports.append(json.loads(rp.report.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{rp.report}: unreadable report ({exc})") from exc
+    if any("layer_counts" not in rep for rep in reports):
+        raise ConfigError(f"{run_dir}: its reports carry no layer_counts (an older run)")
+    return budgets_from_reports(reports)
 
 
 def run_identity(graph: Graph, data: Dataset, config: PruneConfig) -> dict[str, Any]:

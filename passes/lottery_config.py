@@ -7,6 +7,7 @@ dataclass, so an option means the same everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,11 @@ from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THR
 
 BALANCE_CHOICES: tuple[str, ...] = ("none", *BALANCE_MODES)
 REWIND_CHOICES: tuple[str, ...] = ("weights", "lr")
+# Where cycle-aware balancing measures firing rates: the model the mask will be trained from
+# (the rewind point, with the new mask), or the previous round's trained model (with the new mask).
+CYCLE_RATE_CHOICES: tuple[str, ...] = ("rewind", "previous")
+# Per-round per-layer nonzero counts: ((layer, count), ...) for rounds 1..R.
+LayerBudgets = tuple[tuple[tuple[str, int], ...], ...]
 AUTO = "auto"  # --search-timesteps auto: the ET ticket's KL criterion picks the search T
 
 
@@ -39,6 +45,8 @@ class PruneConfig:
     search_threshold: float = DEFAULT_THRESHOLD
     search_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     paper_compat: bool = False
+    cycle_rates: str = "rewind"
+    layer_budgets: LayerBudgets | None = None  # each layer's count per round (from a baseline)
     batch_size: int = 64
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -75,6 +83,22 @@ class PruneConfig:
             raise ConfigError(
                 f"balance must be one of {', '.join(BALANCE_CHOICES)}", option="balance"
             )
+        if self.cycle_rates not in CYCLE_RATE_CHOICES:
+            raise ConfigError(
+                f"cycle_rates must be one of {', '.join(CYCLE_RATE_CHOICES)}", option="cycle_rates"
+            )
+        if self.layer_budgets is not None:
+            budgets = tuple(
+                tuple((str(n), int(c)) for n, c in counts) for counts in self.layer_budgets
+            )
+            object.__setattr__(self, "layer_budgets", budgets)
+            if len(budgets) != self.rounds:
+                raise ConfigError(
+                    f"layer_budgets has {len(budgets)} rounds, the run has {self.rounds}",
+                    option="layer_budgets",
+                )
+            if any(c < 0 for counts in budgets for _, c in counts):
+                raise ConfigError("layer_budgets holds a negative count", option="layer_budgets")
         if self.pes < 1:
             raise ConfigError(f"pes must be >= 1, got {self.pes}", option="pes")
         if self.grouping not in GROUPINGS:
@@ -125,6 +149,12 @@ class PruneConfig:
         assert isinstance(self.search_timesteps, int)
         return self.search_timesteps
 
+    def round_budget(self, r: int) -> dict[str, int] | None:
+        """Round ``r``'s per-layer counts (``layer_budgets``), or None for global pruning."""
+        if self.layer_budgets is None or r < 1:
+            return None
+        return dict(self.layer_budgets[r - 1])
+
     def train_config(self, r: int, epochs: int) -> TrainConfig:
         return TrainConfig(
             epochs=epochs,
@@ -135,6 +165,18 @@ class PruneConfig:
             device=self.device,
             augment=self.augment,
         )
+
+
+def budgets_from_reports(reports: list[dict[str, Any]]) -> LayerBudgets:
+    """Every pruning round's per-layer nonzero counts of a finished run (``layer_counts``).
+
+    A variant pruned to these budgets holds exactly the baseline's count in every layer after
+    every round, so the comparison is iso-sparse per layer, not only in total.
+    """
+    return tuple(
+        tuple((n, int(c["balanced"])) for n, c in sorted(rep["layer_counts"].items()))
+        for rep in reports[1:]
+    )
 
 
 def round_seed(seed: int, r: int) -> int:

@@ -30,7 +30,7 @@ from uticompile.passes.balance_layers import balance_masks, layer_weights, scope
 from uticompile.passes.firing_rates import expected_cycles
 from uticompile.passes.lottery_config import AUTO, PruneConfig
 from uticompile.passes.lottery_paths import RoundPaths, RunPaths, load_masks, save_masks
-from uticompile.passes.magnitude_prune import global_magnitude_prune
+from uticompile.passes.magnitude_prune import global_magnitude_prune, layer_magnitude_prune
 from uticompile.passes.timestep_criterion import (
     CRITERION_EPOCH,
     CRITERION_SAMPLES,
@@ -190,8 +190,9 @@ def round_masks(
 ) -> tuple[Masks, Masks, dict[str, Any], float]:
     """Phase 1: (masks, magnitude-pruned masks, per-layer balance changes, balance seconds).
 
-    Dense in round 0; else global magnitude pruning of the previous round's trained weights,
-    then balancing. Masks already on disk (a resumed round) are reused.
+    Dense in round 0; else magnitude pruning of the previous round's trained weights (global, or
+    to the round's ``layer_budgets``), then balancing. Masks already on disk (a resumed round)
+    are reused.
     """
     T = graph.timesteps
     rp = paths.round(r)
@@ -208,14 +209,21 @@ def round_masks(
         assert prev is not None
         assert prev_masks is not None
         trained_w = layer_weights(prev)
-        pruned = global_magnitude_prune(trained_w, prev_masks, config.rate)
+        budget = config.round_budget(r)
+        pruned = (
+            global_magnitude_prune(trained_w, prev_masks, config.rate)
+            if budget is None
+            else layer_magnitude_prune(trained_w, prev_masks, budget)
+        )
         masks = pruned
         if config.balance != "none":
             t0 = time.perf_counter()
             costs = None
             if config.balance == "cycles":
-                # rates of the model the mask will be trained from, with the mask applied
-                src = read_graph(paths.rewind) if config.rewind == "weights" else prev
+                # rates of the model the mask will be trained from (or, with ``previous``, of
+                # the last trained model), with the new mask applied
+                from_rewind = config.rewind == "weights" and config.cycle_rates == "rewind"
+                src = read_graph(paths.rewind) if from_rewind else prev
                 Tr = config.round_timesteps(r, T, chosen)
                 costs = expected_cycles(masked_graph(src, pruned).with_timesteps(Tr), data, scope)
             rng = np.random.default_rng([config.seed, r, 1])

@@ -54,3 +54,36 @@ def global_magnitude_prune(
         name: all_mask[offsets[i] : offsets[i + 1]].reshape(np.shape(weights[name]))
         for i, name in enumerate(names)
     }
+
+
+def layer_magnitude_prune(
+    weights: Mapping[str, np.ndarray],
+    masks: Mapping[str, np.ndarray],
+    counts: Mapping[str, int],
+) -> dict[str, np.ndarray]:
+    """Keep exactly ``counts[name]`` survivors of each layer, the largest ``|w|`` first.
+
+    The per-layer twin of ``global_magnitude_prune``: a comparison that must hold every layer's
+    count equal to a baseline's (not only the network's total) prunes each variant to the
+    baseline's per-layer counts. Ties keep C-order; a layer missing from ``counts`` keeps its
+    survivors. Raises ConfigError for a count below 0 or above the layer's survivors, since
+    pruning never revives a weight.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, w in weights.items():
+        w = np.asarray(w)
+        m = masks.get(name)
+        flat = np.ones(w.size, dtype=bool) if m is None else np.asarray(m).reshape(-1).astype(bool)
+        if flat.size != w.size:
+            raise ConfigError(f"mask for {name} has {flat.size} entries, weight {w.size}")
+        keep = counts.get(name)
+        surv = np.flatnonzero(flat)
+        if keep is not None:
+            if not 0 <= keep <= surv.size:
+                raise ConfigError(
+                    f"layer {name}: cannot keep {keep} weights of its {surv.size} survivors"
+                )
+            order = np.argsort(np.abs(w.reshape(-1)[surv].astype(np.float64)), kind="stable")
+            flat[surv[order[: surv.size - keep]]] = False
+        out[name] = flat.reshape(w.shape)
+    return out

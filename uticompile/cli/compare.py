@@ -90,6 +90,15 @@ def _text(summary: dict[str, Any], note: str) -> str:
 @click.option(
     "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
 )
+@click.option(
+    "--cycle-rates", type=click.Choice(["rewind", "previous"]), default="rewind",
+    show_default=True, help="cycles: firing rates from the rewind point or the previous round.",
+)  # fmt: skip
+@click.option(
+    "--match-layer-counts", is_flag=True,
+    help="Prune every variant to the baseline's per-layer counts in each round (iso-sparse per "
+    "layer, not only in total); runs the baseline first.",
+)  # fmt: skip
 @click.option("--bits", type=int, default=16, show_default=True, help="Weight bits when mapping.")
 @click.option("--placement", default="contiguous,auto", show_default=True,
               help="Placements every variant is mapped with (contiguous = the paper's; others "

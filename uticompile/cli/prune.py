@@ -66,6 +66,20 @@ _ROUND_HEADER = (
     help="Which positions balancing moves: random (uticket), by magnitude, or magnitude plus "
     "swaps that equalize each PE's expected cycles (cycles). Counts are kept (iso-sparse).",
 )
+@click.option(
+    "--cycle-rates",
+    type=click.Choice(["rewind", "previous"]),
+    default="rewind",
+    show_default=True,
+    help="cycles: firing rates from the rewind point (the model the mask trains from) or from "
+    "the previous round's trained model, each with the new mask.",
+)
+@click.option(
+    "--layer-counts-from",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A finished run directory (the baseline): prune every layer to its count in each "
+    "round, so the runs are iso-sparse per layer, not only in total.",
+)
 @click.option("--pes", type=int, default=16, show_default=True, help="PEs per group.")
 @click.option(
     "--grouping", type=click.Choice(["sata", "systolic"]), default="sata", show_default=True
@@ -98,6 +112,7 @@ def prune(
     resume: bool,
     as_json: bool,
     train_limit: int | None,
+    layer_counts_from: Path | None,
     **options: Any,
 ) -> None:
     """Lottery-ticket pruning with PE workload balancing (u-Ticket) of an ONNX SNN."""
@@ -108,8 +123,10 @@ def prune(
     from uticompile.fileio import check_outputs_distinct, check_target, check_writable_dir
     from uticompile.onnx_export import save_onnx
     from uticompile.onnx_import import read_graph
-    from uticompile.passes.lottery import LotteryEvent, PruneConfig, run_lottery
+    from uticompile.passes.lottery import LotteryEvent, PruneConfig, read_budgets, run_lottery
 
+    if layer_counts_from is not None:
+        options["layer_budgets"] = read_budgets(layer_counts_from, options["rounds"])
     config = PruneConfig(dataset=dataset, **options)
     run = run_dir if run_dir is not None else output.with_name(output.stem + ".run")
     check_outputs_distinct({"-o": output, "--run-dir": run}, {"MODEL": model})

@@ -7,7 +7,7 @@ from typing import Any
 
 from uticompile.errors import ConfigError
 from uticompile.limits import MAX_PES
-from uticompile.passes.lottery import BALANCE_CHOICES, PruneConfig
+from uticompile.passes.lottery import BALANCE_CHOICES, LayerBudgets, PruneConfig
 from uticompile.passes.pca_widths import DEFAULT_SAMPLES, DEFAULT_VARIANCE
 from uticompile.passes.pipeline import MapConfig
 from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
@@ -42,6 +42,8 @@ class CompareConfig:
     search_threshold: float = DEFAULT_THRESHOLD
     search_candidates: tuple[int, ...] = DEFAULT_CANDIDATES
     grouping: str = "sata"
+    cycle_rates: str = "rewind"
+    match_layer_counts: bool = False  # prune each variant to the baseline's per-layer counts
     bits: int = 16
     placement: tuple[str, ...] = (PAPER_PLACEMENT, "auto")
     samples: int = 100
@@ -119,7 +121,9 @@ class CompareConfig:
         """The PE count pruning balances for (the first of the sweep)."""
         return self.pes[0]
 
-    def prune_config(self, balance: str) -> PruneConfig:
+    def prune_config(self, balance: str, budgets: LayerBudgets | None = None) -> PruneConfig:
+        """The pruning options of one variant; ``budgets`` (the baseline's per-layer counts,
+        with ``match_layer_counts``) apply to every variant but the baseline."""
         return PruneConfig(
             dataset=self.dataset,
             rounds=self.rounds,
@@ -133,6 +137,8 @@ class CompareConfig:
             balance=balance,
             pes=self.primary_pes,
             grouping=self.grouping,
+            cycle_rates=self.cycle_rates,
+            layer_budgets=None if balance == BASELINE else budgets,
             batch_size=self.batch_size,
             seed=self.seed,
             device=self.device,

@@ -32,8 +32,10 @@ from uticompile.ir import Graph
 from uticompile.mapfile import Mapping, decode_mapping, encode_mapping
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import (
+    LayerBudgets,
     LotteryEvent,
     PruneConfig,
+    budgets_from_reports,
     run_identity,
     run_lottery,
 )
@@ -256,14 +258,19 @@ def load_inputs(model_path: Path, config: CompareConfig) -> tuple[Graph, Dataset
 
 
 def prune_runs(
-    graph: Graph, train_data: Dataset, config: CompareConfig, out: Path
+    graph: Graph,
+    train_data: Dataset,
+    config: CompareConfig,
+    out: Path,
+    budgets: LayerBudgets | None = None,
 ) -> dict[str, tuple[PruneConfig, dict[str, Any], Path]]:
     """Each variant's pruning options, run identity and run directory (named by the identity),
-    the baseline first: the one place that decides where a variant's run lives."""
+    the baseline first: the one place that decides where a variant's run lives. ``budgets``
+    (the finished baseline's per-layer counts) apply to the other variants."""
     order = [BASELINE] + [v for v in config.balance if v != BASELINE]
     runs = {}
     for variant in order:
-        pc = config.prune_config(variant)
+        pc = config.prune_config(variant, budgets)
         identity = run_identity(graph, train_data, pc)
         runs[variant] = (pc, identity, out / "runs" / f"{variant}-{digest(identity)[:12]}")
     return runs
@@ -295,7 +302,12 @@ def run_compare(
     runs: dict[str, Path] = {}
     rounds: dict[str, list[dict[str, Any]]] = {}
     search: dict[str, Any] = {}
-    for variant, (pc, identity, run_dir) in prune_runs(graph, train_data, config, out).items():
+    planned = prune_runs(graph, train_data, config, out)
+    for variant in planned:
+        pc, identity, run_dir = planned[variant]
+        if variant != BASELINE and config.match_layer_counts:
+            budgets = budgets_from_reports(rounds[BASELINE])
+            pc, identity, run_dir = prune_runs(graph, train_data, config, out, budgets)[variant]
         if variant != BASELINE and _share_round0(runs[BASELINE], run_dir, identity):
             emit(CompareEvent("round0_shared", variant, 0))
 

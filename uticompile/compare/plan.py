@@ -15,6 +15,7 @@ from pathlib import Path
 
 from uticompile.compare.config import CompareConfig
 from uticompile.compare.experiment import load_inputs, prune_runs
+from uticompile.errors import ConfigError
 from uticompile.passes.lottery import PruneConfig
 
 # The PruneConfig fields a comparison sets, with their ``uticompile prune`` flags; every other
@@ -26,6 +27,7 @@ _FLAGS = {
     "balance": "--balance",
     "pes": "--pes",
     "grouping": "--grouping",
+    "cycle_rates": "--cycle-rates",
     "batch_size": "--batch-size",
     "seed": "--seed",
     "device": "--device",
@@ -62,6 +64,12 @@ def plan_compare(
     nproc_per_node: int = 1,
 ) -> list[str]:
     """One shell line per variant: the independent jobs of ``run_compare``'s pruning."""
+    if config.match_layer_counts:
+        raise ConfigError(
+            "a plan's jobs are independent, but matching layer counts needs the baseline's "
+            "finished rounds first: run compare without --plan, or without --match-layer-counts",
+            option="match_layer_counts",
+        )
     model = Path(model_path)
     graph, _data, train_data = load_inputs(model, config)
     runs = prune_runs(graph, train_data, config, Path(results_dir))
