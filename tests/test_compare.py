@@ -229,3 +229,26 @@ def test_lottery_ticket_from_init_with_auto_search_t(tmp_path: Path) -> None:
     late = CompareConfig(pes=(4,), rounds=1, epochs=2, rewind_epoch=1, samples=10, train_limit=96)
     kind = run_compare(model, late, tmp_path / "late").results["method_kind"]
     assert kind == "lottery-ticket-late-rewind"
+
+
+def test_match_layer_counts_makes_every_variant_iso_sparse_per_layer(tmp_path: Path) -> None:
+    """With the baseline's per-layer budgets no variant is flagged; the plan refuses the option."""
+    model = tmp_path / "init.onnx"
+    save_onnx(build_model("vgg_small", ModelSpec((1, 16, 16), 10)), model)
+    cfg = CompareConfig(
+        pes=(4,), rounds=2, epochs=1, rate=0.5, samples=10, train_limit=96,
+        balance=("none", "uticket", "cycles"), cycle_rates="previous", match_layer_counts=True,
+    )  # fmt: skip
+    res = run_compare(model, cfg, tmp_path / "out").results
+    assert not any(v["counts_differ"] for v in res["variants"].values())
+    base = res["variants"]["none"]["nonzero"]
+    assert all(v["nonzero"] == base for v in res["variants"].values())
+    run = json.loads(
+        (tmp_path / "out" / res["variants"]["cycles"]["run_dir"] / "config.json").read_text()
+    )
+    assert run["config"]["cycle_rates"] == "previous"
+    assert len(run["config"]["layer_budgets"]) == 2
+    from uticompile.compare.plan import plan_compare
+
+    with pytest.raises(ConfigError, match="baseline's finished rounds"):
+        plan_compare(model, cfg, tmp_path / "plan")

@@ -66,8 +66,8 @@ def plan_compare(
     """One shell line per variant: the independent jobs of ``run_compare``'s pruning."""
     if config.match_layer_counts:
         raise ConfigError(
-            "a plan's jobs are independent, but matching layer counts needs the baseline's "
-            "finished rounds first: run compare without --plan, or without --match-layer-counts",
+            "match_layer_counts needs the baseline's finished rounds before the other variants "
+            "start, but a plan's jobs are independent: run compare itself, or plan without it",
             option="match_layer_counts",
         )
     model = Path(model_path)
