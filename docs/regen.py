@@ -5,7 +5,8 @@
     python docs/regen.py demo --render-only   # re-render from an earlier run's outputs
 
 Each section runs in its own work directory (default ``build/results/NAME``, emptied first unless
-``--keep``), with this interpreter's ``uticompile`` first on PATH. The rendered section goes to
+``--keep``), with this interpreter's ``uticompile`` first on PATH and ``$REPO`` set to the
+repository root. The rendered section goes to
 ``docs/results/NAME.md`` and, verbatim, into docs/results.md between its markers.
 """
 
@@ -62,6 +63,7 @@ def run_commands(section: Section, workdir: Path, *, keep: bool) -> dict[str, ob
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["REPO"] = str(ROOT)  # for sections that run the repository's own scripts (bench/)
     where = machine()
     t0 = time.perf_counter()
     for command in section.commands:

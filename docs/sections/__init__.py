@@ -30,7 +30,7 @@ class Section:
 
 
 #: Section modules in docs/sections/, in the order they appear in results.md.
-MODULES: tuple[str, ...] = ("demo", "et_ticket", "resnet19", "balance98")
+MODULES: tuple[str, ...] = ("demo", "et_ticket", "resnet19", "balance98", "benchmarks")
 
 
 def load_sections() -> dict[str, Section]:
