@@ -94,12 +94,13 @@ def _net_table(workdir: Path, n: str) -> list[str]:
     rows = []
     for label, v, p in ROWS:
         r, final = runs[(v, p)], prunes[v]["rounds"][-1]
+        e, e0 = r["energy_pj"]["total"], base["energy_pj"]["total"]
         rows.append(
             [label, pct(final["sparsity"]), pct(final["accuracy"]), pct(r["accuracy"]),
              f"{r['work']:,}", f"{r['latency']:,}", f"{r['floor']:,}",
              f"{r['latency_over_floor']:.2f}", f"{r['utilization_weighted']:.3f}",
-             f"{r['static_utilization_weighted']:.3f}", _uj(r["energy_pj"]),
-             _change(r["latency"], base["latency"]), _change(r["energy_pj"], base["energy_pj"])]
+             f"{r['static_utilization_weighted']:.3f}", _uj(e),
+             _change(r["latency"], base["latency"]), _change(e, e0)]
         )  # fmt: skip
     out = table(
         ["variant", "weight sparsity", "accuracy (float, test)", f"accuracy (mapped, {SAMPLES})",
