@@ -46,10 +46,12 @@ BALANCE = {
 
 
 def _prune(n: str, v: str) -> str:
+    """One lottery run; one torch thread each (two run side by side on two cores), which also
+    fixes the summation order that training's numbers depend on."""
     net = NETS[n]
     return (
-        f"uticompile prune {n}_init.onnx --dataset digits --rounds 14 --rate 0.25 "
-        f"{net['schedule']} {BALANCE[v].format(n=n)} --pes 16 --seed 0 -o {n}_{v}.onnx "
+        f"OMP_NUM_THREADS=1 uticompile prune {n}_init.onnx --dataset digits --rounds 14 "
+        f"--rate 0.25 {net['schedule']} {BALANCE[v].format(n=n)} --pes 16 --seed 0 -o {n}_{v}.onnx "
         f"--run-dir {n}_{v}.run --resume --json > {n}_{v}.json"
     )
 
