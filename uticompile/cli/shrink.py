@@ -16,6 +16,7 @@ from uticompile.cli.options import (
     hw_option,
     json_option,
     step_bar,
+    warn_redo,
 )
 
 
@@ -90,6 +91,8 @@ def shrink(
             state["pca_seen"] = e.count
         elif e.kind == "step":
             state["step"](e.step)
+        elif e.kind == "redo":
+            warn_redo(f"stage {e.stage}", e.damaged)
         elif e.kind == "stage_end" and e.report is not None:
             bars.close()
             state.clear()
