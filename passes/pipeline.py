@@ -21,7 +21,7 @@ from uticompile.grouping import GROUPINGS
 from uticompile.hardware import HardwareConfig
 from uticompile.hwir import HwModule
 from uticompile.ir import Graph
-from uticompile.limits import WEIGHT_BITS
+from uticompile.limits import WEIGHT_BITS, check_pes
 from uticompile.mapfile import (
     GROUPING_CODES,
     KIND_CODES,
@@ -56,8 +56,7 @@ class MapConfig:
     calibration: int = 64  # training samples whose spikes weigh placement costs; 0 = static
 
     def __post_init__(self) -> None:
-        if self.pes < 1:
-            raise ConfigError(f"pes must be >= 1, got {self.pes}", option="pes")
+        check_pes(self.pes)
         if self.grouping not in GROUPINGS:
             raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}", option="grouping")
         lo, hi = WEIGHT_BITS

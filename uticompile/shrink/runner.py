@@ -41,6 +41,7 @@ from uticompile.rundir import (
     remove,
     write_done,
 )
+from uticompile.runtime.inputs import check_samples
 from uticompile.shrink.config import ShrinkConfig
 from uticompile.shrink.cost import mapped_cost, model_size
 from uticompile.shrink.paths import ShrinkPaths, StagePaths
@@ -249,6 +250,9 @@ def run_shrink(
     graph.validate()
     if config.timesteps is not None:
         check_schedule(config.timesteps, graph.timesteps)
+    check_samples(config.run_samples, data, option="run_samples")
+    if config.variance is not None:
+        check_samples(config.samples, data, split="train")
     paths = ShrinkPaths(Path(run_dir))
     if not resume and paths.root.is_dir() and any(paths.root.iterdir()):
         raise ConfigError(
