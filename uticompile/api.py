@@ -319,7 +319,7 @@ def map_model(
     ``run(..., check=model)`` can verify it.
     """
     from uticompile.onnx_export import serialize, to_onnx
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_graph
     from uticompile.passes.pipeline import MapConfig
     from uticompile.workflow.recipes import map_for_dataset
 
@@ -331,7 +331,7 @@ def map_model(
     else:
         path = Path(model)
         source = path.read_bytes() if path.is_file() else b""
-        graph = from_onnx(load_onnx(path))
+        graph = read_graph(path)
     module, mapping = map_for_dataset(
         graph, config, _hardware(hw).with_pes(pes), dataset, data_dir=data_dir, source=source
     )
@@ -360,7 +360,7 @@ def run(
     """
     from uticompile.mapfile import encode_mapping
     from uticompile.onnx_export import serialize, to_onnx
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_graph
     from uticompile.workflow.recipes import dataset_for_mapping, run_on_dataset
 
     if samples < 1:
@@ -390,7 +390,7 @@ def run(
         else:
             path = Path(check)
             source = path.read_bytes() if path.is_file() else b""
-            graph = from_onnx(load_onnx(path))
+            graph = read_graph(path)
         check_args = (encode_mapping(m), graph, source)
     return run_on_dataset(
         m, data, hardware, samples=samples, batch_size=batch_size, check=check_args

@@ -70,9 +70,15 @@ def load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
 
 
 def read_graph(path: str | os.PathLike[str]) -> Graph:
-    """Load ``path`` and import it into the IR."""
+    """Load ``path`` and import it into the IR; every error names the file."""
+    return read_model(path)[1]
+
+
+def read_model(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, Graph]:
+    """(the ONNX model, its IR) of ``path``; every error names the file."""
     try:
-        return from_onnx(load_onnx(path))
+        proto = load_onnx(path)
+        return proto, from_onnx(proto)
     except ModelFormatError as exc:
         msg = str(exc)
         raise ModelFormatError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None

@@ -50,21 +50,22 @@ def map_cmd(
     calibration: int, dataset: str, data_dir: Path | None, output: Path, as_json: bool,
 ) -> None:  # fmt: skip
     """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
-    from uticompile.fileio import check_outputs_distinct
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import write_mapping
     from uticompile.mapstats import layer_summary, size_totals
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_graph
     from uticompile.passes.pipeline import MapConfig
     from uticompile.workflow.recipes import map_for_dataset
 
     check_outputs_distinct({"-o": output}, {"MODEL": model, "--hw": hw_path})
+    check_target(output)  # a directory or device: refused before the work, not after
     config = MapConfig(
         pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
     )
     hw = load_hardware(hw_path).with_pes(pes)
     source = model.read_bytes() if model.is_file() else b""
-    graph = from_onnx(load_onnx(model))
+    graph = read_graph(model)
     module, mapping = map_for_dataset(graph, config, hw, dataset, data_dir=data_dir, source=source)
     write_mapping(mapping, output)
     rows = layer_summary(mapping)
@@ -133,7 +134,7 @@ def encode_input(
     mapped: Path, dataset: str, data_dir: Path | None, samples: int, output: Path, as_json: bool
 ) -> None:
     """Write the spike traces entering the PE array (after the analog layer) as CSR."""
-    from uticompile.fileio import check_outputs_distinct
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.mapfile import read_mapping
     from uticompile.runtime.budget import check_run_budget
     from uticompile.runtime.inputs import quantized_test_batches
@@ -142,6 +143,7 @@ def encode_input(
     from uticompile.workflow.recipes import dataset_for_mapping
 
     check_outputs_distinct({"-o": output}, {"MAPPED": mapped})
+    check_target(output)
     m = read_mapping(mapped)
     check_run_budget(m, min(samples, 256), 0, first_lif(m))  # before the images are loaded
     data = dataset_for_mapping(m, dataset, data_dir)
@@ -187,7 +189,7 @@ def run(
     """Execute MAPPED on the modeled accelerator and report cycles, utilization and energy."""
     from uticompile.hardware import load_hardware
     from uticompile.mapfile import read_mapping
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_graph
     from uticompile.workflow.recipes import dataset_for_mapping, run_on_dataset
 
     mapped_bytes = mapped.read_bytes() if mapped.is_file() else b""
@@ -204,7 +206,7 @@ def run(
         check = None
         if source is not None:
             src_bytes = source.read_bytes() if source.is_file() else b""
-            check = (mapped_bytes, from_onnx(load_onnx(source)), src_bytes)
+            check = (mapped_bytes, read_graph(source), src_bytes)
         with ExitStack() as stack:
             bars: list[Any] = []
 

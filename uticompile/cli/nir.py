@@ -35,8 +35,12 @@ def import_nir_cmd(
     model: Path, output: Path, timesteps: int, dt: float, compare: str, as_json: bool
 ) -> None:
     """Convert a NIR graph (SpikingJelly, snnTorch, ...) into a uticompile ONNX model."""
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.interop.nir_import import import_nir
     from uticompile.onnx_export import save_onnx
+
+    check_outputs_distinct({"-o": output}, {"MODEL": model})
+    check_target(output)
 
     graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare)
     save_onnx(graph, output)
@@ -63,10 +67,13 @@ def import_nir_cmd(
 @_dt_option
 def export_nir_cmd(model: Path, output: Path, dt: float) -> None:
     """Write a uticompile ONNX model as a NIR graph (BatchNorm folded, LIF in float64)."""
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.interop.nir_export import export_nir
     from uticompile.onnx_import import read_graph
     from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
+    check_outputs_distinct({"-o": output}, {"MODEL": model})
+    check_target(output)
     export_nir(FoldBatchNorm()(read_graph(model)).module, output, dt=dt)
     click.echo(f"wrote {output}")
 
