@@ -5,7 +5,8 @@ the fixtures), under an address-space cap, and is checked for:
 
 - the exit code (2; or 0 where a damaged run directory is salvaged by redoing the round);
 - stderr: no traceback, and for exit 2 exactly one line ``uticompile: error: ...``;
-- no leftover file: an exit-2 case leaves the folder's file list as it was, and no ``*.tmp``;
+- no leftover file: an exit-2 case leaves the folder's files and folders as they were, and no
+  case leaves a ``*.tmp``;
 - every input byte-identical (sha256 of every file present before, a resumed run's own run
   directory excepted), plus a per-case check where one applies (same bytes as an unbroken run,
   valid JSON, file mode).
@@ -62,9 +63,11 @@ def _sha(path: Path) -> str:
 
 
 def _files(root: Path) -> dict[str, str]:
-    """Every regular file under ``root`` (mount points included) -> sha256."""
+    """Every regular file under ``root`` (mount points included) -> sha256; folders -> "dir"."""
     out = {}
-    for dirpath, _dirs, names in os.walk(root):
+    for dirpath, dirs, names in os.walk(root):
+        for name in dirs:
+            out[(Path(dirpath) / name).relative_to(root).as_posix() + "/"] = "dir"
         for name in names:
             p = Path(dirpath) / name
             if p.is_file() and not p.is_symlink():

@@ -233,7 +233,7 @@ def test_shrink_stage_damaged_runs_again_to_the_same_bytes(
     d = load_dataset("digits", size=16)
     tiny = dataclasses.replace(d, x_train=d.x_train[:64], y_train=d.y_train[:64],
                                x_test=d.x_test[:16], y_test=d.y_test[:16])  # fmt: skip
-    config = ShrinkConfig(epochs=1, timesteps=(4, 2), run_samples=4, batch_size=32)
+    config = ShrinkConfig(epochs=1, samples=32, timesteps=(4, 2), run_samples=4, batch_size=32)
     graph = small_graphs["vgg_small"]
     ref = tmp_path / "ref"
     run_shrink(graph, tiny, config, ref)

@@ -112,7 +112,9 @@ def remove_stale_tmp(root: Path) -> list[Path]:
 def read_json(path: Path) -> Any:
     """A JSON file of a run directory; DamagedFileError naming it if it is not JSON."""
     try:
-        return json.loads(path.read_bytes())
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DamagedFileError(path, "not UTF-8 text") from None
     except FileNotFoundError:
         raise DamagedFileError(path, "missing") from None
     except IsADirectoryError:

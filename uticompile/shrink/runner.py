@@ -251,8 +251,6 @@ def run_shrink(
     if config.timesteps is not None:
         check_schedule(config.timesteps, graph.timesteps)
     check_samples(config.run_samples, data, option="run_samples")
-    if config.variance is not None:
-        check_samples(config.samples, data, split="train")
     paths = ShrinkPaths(Path(run_dir))
     if not resume and paths.root.is_dir() and any(paths.root.iterdir()):
         raise ConfigError(
