@@ -148,3 +148,17 @@ def test_inspect_json_of_an_infinite_meta_value_stays_json(
     text = capsys.readouterr().out
     assert "Infinity" not in text
     assert json.loads(text)["meta"] == {"a": None, "b": [None, 2.5]}
+
+
+def test_shrink_run_samples_above_the_test_split_are_refused_before_work(
+    tmp_path: Path, small_graphs: dict
+) -> None:
+    from uticompile.datasets import load_dataset
+    from uticompile.errors import ConfigError
+    from uticompile.shrink import ShrinkConfig, run_shrink
+
+    data = load_dataset("digits", size=16)
+    config = ShrinkConfig(timesteps=(4, 2), variance=None, run_samples=361)
+    with pytest.raises(ConfigError, match=r"^run_samples 361 is more than the 360 images"):
+        run_shrink(small_graphs["vgg_small"], data, config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
