@@ -14,11 +14,14 @@ from typing import Any
 import numpy as np
 
 from uticompile.limits import HARDWARE_RANGES, MAX_DIM, MAX_TIMESTEPS
+from uticompile.mapfile.compact import ENCODING_WSP, compact_decode
 from uticompile.mapfile.wsp import dense_from_wsp
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
-VERSION = (1, 1)
-"""Format version written."""
+VERSION = (1, 2)
+"""The newest format version: what this reader knows, and what a file with compact tiles is."""
+BASE_VERSION = (1, 1)
+"""What a file without compact tiles is written as: byte-identical to the files before 1.2."""
 
 MODL_DTYPE = np.dtype(
     [
@@ -80,7 +83,9 @@ TILE_DTYPE = np.dtype(
         ("words", "<u4"),
         ("wsp_offset", "<u8"),
         ("wsp_bytes", "<u4"),
-        ("reserved", "<u4"),
+        ("encoding", "u1"),
+        ("rice_k", "u1"),
+        ("reserved", "<u2"),
     ]
 )
 
@@ -176,15 +181,27 @@ class Mapping:
             return bool(self.meta == other.meta)
 
     def tile_wsp(self, index: int) -> bytes:
-        """The WSP blob of tile ``index``."""
+        """The blob of tile ``index`` in WSPW (WSP or compact: ``2 * words`` bytes)."""
         t = self.tiles[index]
         start = int(t["wsp_offset"])
-        return bytes(self.wsp[start : start + int(t["wsp_bytes"])])
+        return bytes(self.wsp[start : start + 2 * int(t["words"])])
 
     def tile_dense(self, index: int) -> np.ndarray:
         """Tile ``index``'s weights at its ``count`` positions (int16, pruned ones 0)."""
         t = self.tiles[index]
-        return dense_from_wsp(self.tile_wsp(index), int(t["count"]), int(t["nnz"]))
+        count, nnz = int(t["count"]), int(t["nnz"])
+        if int(t["encoding"]) == ENCODING_WSP:
+            return dense_from_wsp(self.tile_wsp(index), count, nnz)
+        bits = int(self.layers[int(t["layer"])]["weight_bits"])
+        mask, values = compact_decode(self.tile_wsp(index), count, nnz, bits, int(t["rice_k"]))
+        dense = np.zeros(count, dtype=np.int16)
+        dense[mask] = values
+        return dense
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The version this mapping is written as: 1.2 if a tile is compact, else 1.1."""
+        return VERSION if np.any(self.tiles["encoding"] != ENCODING_WSP) else BASE_VERSION
 
 
 def _comparable(m: Mapping) -> list[np.ndarray]:
