@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from uticompile.hardware import default_hardware
-from uticompile.mapfile import VERSION, decode_mapping, encode_mapping
+from uticompile.mapfile import decode_mapping, encode_mapping
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.runtime.engine import Engine
@@ -41,6 +41,7 @@ class Case:
     covers: str
     saturate: bool = False
     scratchpad_words: int = 0  # 0: the default hardware's
+    weight_encoding: str = "wsp"
 
 
 CASES = (
@@ -58,6 +59,9 @@ CASES = (
          "several tiles (weight passes) per PE: 8-word scratchpads", scratchpad_words=8),
     Case("vgg_saturate", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
          "saturation (the classifier's biases set to the accumulator bound)", saturate=True),
+    Case("vgg_compact", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
+         "version-1.2 compact weight encoding (auto: 60 compact and 25 WSP tiles; ENCODE's "
+         "values at 8 bits), several tiles per PE", scratchpad_words=12, weight_encoding="auto"),
 )  # fmt: skip
 
 
@@ -73,7 +77,12 @@ def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     hw = default_hardware()
     if case.scratchpad_words:
         hw = replace(hw, scratchpad_words=case.scratchpad_words)
-    config = MapConfig(pes=case.pes, grouping=case.grouping, placement=case.placement)
+    config = MapConfig(
+        pes=case.pes,
+        grouping=case.grouping,
+        placement=case.placement,
+        weight_encoding=case.weight_encoding,
+    )
     m = to_mapping(compile_graph(g, config, hw.with_pes(case.pes), 2.5))
     if case.saturate:
         last = m.layers[-1]
@@ -89,7 +98,7 @@ def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     sim = run_traces(m, csr, hw.with_pes(case.pes))
     execution = Engine(m).run_from(csr.layer, decode_spikes(csr).swapaxes(0, 1))
     expected = {
-        "format_version": f"{VERSION[0]}.{VERSION[1]}",
+        "format_version": "{}.{}".format(*m.version),  # 1.1 unless a tile is compact
         "covers": case.covers,
         "trace_layer": csr.layer,
         "run": sim.report.to_json(details=True),

@@ -282,3 +282,24 @@ def compact_decode(
 def compact_words(nnz: int, weight_bits: int, k: int, runs: np.ndarray) -> int:
     """Scratchpad words of a compact tile: its stream's bits over 16, rounded up."""
     return -(-compact_stream_bits(nnz, weight_bits, k, runs) // STREAM_WORD_BITS)
+
+
+def tile_compact_words(
+    tile: np.ndarray, runs: np.ndarray, tiles: int, weight_bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(words, best k) of the compact streams of ``tiles`` tiles at once.
+
+    ``tile``/``runs`` are per nonzero weight: its tile (0 .. tiles-1) and the zero run before it
+    (``runs_of`` within its tile). The same k as ``best_rice_k`` per tile (smallest on ties);
+    the loop is over the 32 values of k, not over weights or tiles.
+    """
+    t = np.asarray(tile, dtype=np.int64)
+    r = np.asarray(runs, dtype=np.int64)
+    nnz = np.bincount(t, minlength=tiles)
+    ks = np.arange(MAX_RICE_K + 1)
+    cost = nnz[:, None] * (ks + 1)
+    for k in ks:
+        cost[:, k] += np.bincount(t, weights=r >> k, minlength=tiles).astype(np.int64)
+    best = np.argmin(cost, axis=1)
+    bits = nnz * weight_bits + cost[np.arange(tiles), best]
+    return -(-bits // STREAM_WORD_BITS), best
