@@ -55,15 +55,9 @@ def main() -> None:
                 f"{r['bytes_bound_weight_bits']:>10}{ratio:>10.3f}"
             )
         nnz = t["nonzero"]
-        print(
-            "bits per nonzero: "
-            + ", ".join(
-                f"{k} {8 * t[key] / nnz:.2f}"
-                for k, key in (("WSP", "bytes_wsp"), ("compact", "bytes_compact"),
-                               ("CSR", "bytes_csr"), ("bound", "bytes_entropy_bound"),
-                               ("bound@wb", "bytes_bound_weight_bits"))
-            )  # fmt: skip
-        )
+        keys = {"WSP": "bytes_wsp", "compact": "bytes_compact", "CSR": "bytes_csr",
+                "bound": "bytes_entropy_bound", "bound@wb": "bytes_bound_weight_bits"}  # fmt: skip
+        print("bits per nonzero: " + ", ".join(f"{k} {8 * t[v] / nnz:.2f}" for k, v in keys.items()))
         print(
             f"ratios: compact/bound {t['bytes_compact'] / t['bytes_entropy_bound']:.3f}, "
             f"compact/bound@wb {t['bytes_compact'] / t['bytes_bound_weight_bits']:.3f}, "
