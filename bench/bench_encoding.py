@@ -57,7 +57,8 @@ def main() -> None:
         nnz = t["nonzero"]
         keys = {"WSP": "bytes_wsp", "compact": "bytes_compact", "CSR": "bytes_csr",
                 "bound": "bytes_entropy_bound", "bound@wb": "bytes_bound_weight_bits"}  # fmt: skip
-        print("bits per nonzero: " + ", ".join(f"{k} {8 * t[v] / nnz:.2f}" for k, v in keys.items()))
+        per_nonzero = ", ".join(f"{k} {8 * t[v] / nnz:.2f}" for k, v in keys.items())
+        print(f"bits per nonzero: {per_nonzero}")
         print(
             f"ratios: compact/bound {t['bytes_compact'] / t['bytes_entropy_bound']:.3f}, "
             f"compact/bound@wb {t['bytes_compact'] / t['bytes_bound_weight_bits']:.3f}, "
@@ -65,10 +66,7 @@ def main() -> None:
             f"WSP/compact {t['bytes_wsp'] / t['bytes_compact']:.2f}, "
             f"CSR/compact {t['bytes_csr'] / t['bytes_compact']:.2f}"
         )
-        print(
-            "whole files: "
-            + ", ".join(f"{enc} {len(b):,} bytes" for enc, b in blobs.items())
-        )
+        print("whole files: " + ", ".join(f"{enc} {len(b):,} bytes" for enc, b in blobs.items()))
         _, t_wsp = timed(lambda b=blobs["wsp"]: _decode_all(b), repeats=3)
         _, t_cmp = timed(lambda b=blobs["compact"]: _decode_all(b), repeats=3)
         print(
