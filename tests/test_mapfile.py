@@ -1347,3 +1347,56 @@ def test_hostile_files(sata: tuple) -> None:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
         assert peak < 8 * len(hostile) + (4 << 20), (case, peak)
+
+
+# ---------------------------------------------------------------------------------------------
+# version 1.2: the compact encoding's TILE fields
+
+
+def _first_compact(m: Mapping) -> int:
+    return int(np.flatnonzero(m.tiles["encoding"] == 1)[0])
+
+
+COMPACT_CASES: list[tuple[str, Mutation, str]] = [
+    ("encoding-2", lambda m: _set(m.tiles, 0, "encoding", 2), "TILE[0]: encoding 2 is not 0"),
+    ("rice_k-32", lambda m: _set(m.tiles, _first_compact(m), "rice_k", 32), "out of range 0..31"),
+    ("wsp-rice_k", lambda m: _set(m.tiles, 1, "rice_k", 3), "TILE[1]: rice_k 3 of a WSP tile"),
+    (
+        "compact-wsp_bytes",
+        lambda m: _set(m.tiles, _first_compact(m), "wsp_bytes", 2),
+        "wsp_bytes 2 of a compact tile is not 0",
+    ),
+    ("compact-words", lambda m: _set(m.tiles, _first_compact(m), "words", 1), "cannot hold 5"),
+    ("compact-nnz", lambda m: _set(m.tiles, _first_compact(m), "nnz", 1), "quotients, nnz is 1"),
+    ("reserved", lambda m: _set(m.tiles, 2, "reserved", 1), "TILE[2]: reserved field is not zero"),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "mutate", "message"), COMPACT_CASES, ids=[c[0] for c in COMPACT_CASES]
+)
+def test_semantic_errors_compact(
+    compact: tuple, label: str, mutate: Mutation, message: str
+) -> None:
+    _, _, data = compact
+    m = decode_mapping(data)
+    assert m.tiles["encoding"][0] == 1
+    assert m.tiles["encoding"][1] == 0
+    mutate(m)
+    with pytest.raises(MappingFormatError) as info:
+        decode_mapping(_rebuild(data, _records(m)), what="m.utm")
+    assert message in str(info.value), str(info.value)
+
+
+def test_compact_tiles_need_version_1_2(compact: tuple) -> None:
+    """A 1.1 file's encoding and rice_k bytes were reserved: compact tiles there are rejected."""
+    m, _, data = compact
+    c = read_container(data, MAGIC_UTM, (), what="x")
+    assert c.version == m.version == (1, 2)
+    sections = [(t, bytes(v)) for t, v in c.sections.items()]
+    older = write_container(MAGIC_UTM, sections, version=(1, 1))
+    with pytest.raises(MappingFormatError, match=r"TILE\[0\]: reserved field is not zero"):
+        decode_mapping(older)
+    m2, _ = build(GROUPING_SATA, seed=3)  # the same network, WSP only: written as 1.1
+    assert m2.version == (1, 1)
+    assert read_container(encode_mapping(m2), MAGIC_UTM, (), what="x").version == (1, 1)
