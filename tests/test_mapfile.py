@@ -1337,9 +1337,23 @@ def test_giant_tiles_are_valid_but_for_the_overlap() -> None:
         decode_mapping(_giant_tiles(), what="m")
 
 
-def test_hostile_files(sata: tuple) -> None:
+def _hostile_compact(data: bytes) -> list[tuple[str, bytes]]:
+    """A compact tile whose 2 MiB stream is all one bits: refused on its quotient count, without
+    expanding the stream's bits."""
+    m = decode_mapping(data)
+    t = _first_compact(m)
+    size = 2 << 20
+    m.tiles[t]["wsp_offset"] = len(m.wsp)
+    m.tiles[t]["words"] = size // 2
+    m.model["scratchpad_words"] = size // 2
+    wsp = np.concatenate([m.wsp, np.full(size, 0xFF, np.uint8)])
+    records = {**_records(m), "WSPW": wsp.tobytes()}
+    return [("compact stream of 2 MiB ones", _rebuild(data, records))]
+
+
+def test_hostile_files(sata: tuple, compact: tuple) -> None:
     _, _, data = sata
-    for case, hostile in _hostile(data):
+    for case, hostile in [*_hostile(data), *_hostile_compact(compact[2])]:
         tracemalloc.start()
         try:
             assert _outcome(hostile, case) is None, case

@@ -31,7 +31,8 @@ MAX_RICE_K = 31
 """Largest Rice parameter: runs are below a tile's count (u32), so k = 31 leaves quotients 0..1."""
 STREAM_WORD_BITS = 16
 """The stream is padded to whole 16-bit scratchpad words."""
-_BUDGET = 1 << 22  # bytes of blobs decoded at once (bounds memory and keeps sums in int64)
+_BUDGET = 1 << 20  # bytes of blobs decoded at once (bounds memory and keeps sums in int64)
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 Fail = Callable[[int, str], NoReturn]
 
@@ -135,6 +136,10 @@ def _chunks(lengths: np.ndarray, budget: int) -> Iterator[tuple[int, int]]:
 
 
 def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of ``buf[s : s + n]``; one span (a tile over the budget) is sliced, so
+    that its index array (8 bytes per byte) is never built."""
+    if len(starts) == 1:
+        return np.array(buf[int(starts[0]) : int(starts[0]) + int(lengths[0])])
     seg = np.cumsum(lengths) - lengths
     idx = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - seg, lengths)
     return buf[idx]
@@ -220,15 +225,24 @@ def _decode_chunk(
     )
     local = np.concatenate([_gather(buf, off, nbytes), np.zeros(8, np.uint8)])
     start = (np.cumsum(nbytes) - nbytes) * 8  # each tile's first bit in ``local``
-    # quotients: the one bits of each tile's unary region [start + fixed, start + stream)
-    bits = np.unpackbits(local[:-8], bitorder="little").view(bool)
-    region = np.zeros(bits.size + 1, np.int64)
-    np.add.at(region, start + fixed, 1)
-    np.add.at(region, start + stream, -1)
-    ones = np.flatnonzero(bits & (np.cumsum(region[:-1]) > 0))
-    owner = np.searchsorted(start + stream, ones, side="right")  # the tile each one bit is in
-    found = np.bincount(owner, minlength=len(nz))
+    # quotients: the one bits of each tile's unary part [start + fixed, start + stream), counted
+    # per byte before any bit is expanded (memory stays a small multiple of the blob bytes)
+    first_byte = (start + fixed) >> 3
+    lengths = (start + stream) // 8 - first_byte
+    part = _gather(local, first_byte, lengths)
+    heads = np.cumsum(lengths) - lengths
+    has = lengths > 0
+    part[heads[has]] &= (0xFF << ((start + fixed)[has] & 7)).astype(np.uint8)  # value bits out
+    ones_per_byte = _POPCOUNT[part]
+    if len(nz) == 1:  # one tile, maybe over the budget: no int64 copy of its bytes
+        found = np.array([int(ones_per_byte.sum(dtype=np.int64))])
+    else:
+        padded = np.concatenate([ones_per_byte, np.zeros(1, np.uint8)])
+        found = np.where(has, np.add.reduceat(padded, heads, dtype=np.int64), 0)
     first(found != nz, lambda i: f"compact stream has {found[i]} quotients, nnz is {nz[i]}")
+    tile = np.repeat(np.arange(len(nz), dtype=np.int64), nz)
+    ones = np.flatnonzero(np.unpackbits(part, bitorder="little"))  # exactly nnz per tile
+    ones += (first_byte * 8 - heads * 8)[tile]  # bit index in ``local``
     ends = np.cumsum(nz) - 1  # each tile's last nonzero (ones are increasing, nnz per tile)
     used = np.where(nz > 0, ones[np.maximum(ends, 0)] + 1 - start if ones.size else 0, 0)
     first(
@@ -237,7 +251,6 @@ def _decode_chunk(
             f"compact stream is {nbytes[i] // 2} words, its {used[i]} bits need {-(-used[i] // 16)}"
         ),
     )
-    tile = np.repeat(np.arange(len(nz), dtype=np.int64), nz)
     idx = _local_index(nz)
     prev = np.where(idx > 0, np.concatenate([[0], ones[:-1]]), (start + fixed)[tile] - 1)
     q = ones - prev - 1
