@@ -247,3 +247,18 @@ def test_a_1_1_reader_always_rejects_a_compact_tile(tmp_path: Path) -> None:
 
 def _vectors() -> Path:
     return Path(__file__).resolve().parents[1] / "docs" / "vectors"
+
+
+def test_weight_encoding_option_is_checked() -> None:
+    from uticompile.errors import ConfigError
+    from uticompile.passes.pipeline import MapConfig, map_metadata
+
+    with pytest.raises(ConfigError, match=r"^weight_encoding must be one of wsp, compact, auto"):
+        MapConfig(weight_encoding="zip")
+    # META leaves the default out (files stay byte-identical to 1.1 ones), records the others
+    from uticompile.hardware import default_hardware
+
+    hw = default_hardware()
+    assert "weight_encoding" not in map_metadata(MapConfig(), hw, 1.0, b"")["map_config"]
+    meta = map_metadata(MapConfig(weight_encoding="auto"), hw, 1.0, b"")["map_config"]
+    assert MapConfig(**meta) == MapConfig(weight_encoding="auto")
