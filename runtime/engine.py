@@ -227,7 +227,7 @@ class Engine:
             elif kind == "MAXPOOL":
                 y = _logical(self._maxpool(rec, _time_major(src)))
             elif kind == "SUMPOOL":
-                y = src.astype(np.int64).sum(axis=(3, 4), keepdims=True)
+                y = self._sumpool(rec, src)
             elif kind == "ADD":
                 a = src.astype(np.int64) << int(rec["shift0"])
                 b = outs[int(rec["input1"])].values.astype(np.int64) << int(rec["shift1"])
@@ -339,6 +339,21 @@ class Engine:
                 out = v.copy() if out is None else np.maximum(out, v, out=out)
         assert out is not None
         return out if out.dtype == np.bool_ else out != 0
+
+    @staticmethod
+    def _sumpool(rec: np.void, x: np.ndarray) -> np.ndarray:
+        """Spike counts (int64) per window of [T, N, C, H, W]; no padding. A window of the whole
+        map is the global sum (the only SUMPOOL before format 1.2, whose stride is not read)."""
+        kh, kw = int(rec["kernel"][0]), int(rec["kernel"][1])
+        if (kh, kw) == x.shape[3:]:
+            return x.sum(axis=(3, 4), keepdims=True, dtype=np.int64)
+        sh, sw = int(rec["stride"][0]), int(rec["stride"][1])
+        oh, ow = int(rec["out_shape"][1]), int(rec["out_shape"][2])
+        out = np.zeros((*x.shape[:3], oh, ow), np.int64)
+        for i in range(kh):  # a loop over window offsets; each step adds whole tensors
+            for j in range(kw):
+                out += x[..., i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+        return out
 
     def _lif(self, rec: np.void, x: np.ndarray, n: int, bound: int) -> tuple[np.ndarray, int]:
         """Membranes over T timesteps; ``bound`` >= |input|. Where the leak's product and the

@@ -149,8 +149,14 @@ def reference_model(module: HwModule) -> tuple[onnx.ModelProto, list[int]]:
             lif_outputs.append((i, y))
         elif layer.kind == "MAXPOOL":
             y = b.op("MaxPool", [src], kernel_shape=list(layer.kernel), strides=list(layer.stride))
-        elif layer.kind == "SUMPOOL":
+        elif layer.kind == "SUMPOOL" and layer.kernel == tuple(layer.in_shape[1:]):
             y = b.op("ReduceSum", [src, b.const([2, 3], np.int64)], keepdims=1)
+        elif layer.kind == "SUMPOOL":  # window sums: a depthwise conv of ones (exact counts)
+            c, kh, kw = layer.in_shape[0], layer.kernel[0], layer.kernel[1]
+            ones = b.const(np.ones((c, 1, kh, kw), np.float32))
+            y = b.op(
+                "Conv", [src, ones], kernel_shape=[kh, kw], strides=list(layer.stride), group=c
+            )
         elif layer.kind == "ADD":
             a = b.op("Mul", [src, b.const(2.0 ** layer.shifts[0])])
             c2 = b.op("Mul", [values[layer.inputs[1]], b.const(2.0 ** layer.shifts[1])])

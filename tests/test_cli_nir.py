@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from uticompile.cli import main
+from uticompile.mapfile import read_mapping, window_sumpools
 from uticompile.ir import LIFParams
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.onnx_export import save_onnx
@@ -73,12 +74,15 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert not list(tmp_path.glob("o*"))  # nothing half-written
 
 
+@pytest.mark.parametrize("fixture", ["sj_digits", "sj_digits_window"])
 def test_imported_model_prunes_maps_and_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fixture: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A SpikingJelly export (global average pool, spiking classifier) through the pipeline."""
+    """SpikingJelly exports (global average pool, or AvgPool2d(2) windows; spiking classifier)
+    through the pipeline: prune --rounds 2, map, run --check (bit-exact against onnxruntime)."""
     model, pruned, utm = tmp_path / "sj.onnx", tmp_path / "p.onnx", tmp_path / "p.utm"
-    assert main(["import-nir", str(FIXTURES / "sj_digits.nir"), "-o", str(model), "-T", "4"]) == 0
+    nir_file = str(FIXTURES / f"{fixture}.nir")
+    assert main(["import-nir", nir_file, "-o", str(model), "-T", "4"]) == 0
     prune = [
         "prune",
         str(model),
@@ -102,6 +106,10 @@ def test_imported_model_prunes_maps_and_runs(
     assert max(zeros) > 0.3  # two rounds of 25% pruning
     assert main(["map", str(pruned), "--pes", "8", "--dataset", "digits", "-o", str(utm)]) == 0
     capsys.readouterr()
+    m = read_mapping(utm)
+    windows = [tuple(r["kernel"]) for r in m.layers[window_sumpools(m.layers)]]
+    assert windows == ([(2, 2), (2, 2)] if fixture == "sj_digits_window" else [])
+    assert utm.read_bytes()[8:12] == bytes([1, 0, 2 if windows else 1, 0])  # version 1.2 / 1.1
     run = ["run", str(utm), "--dataset", "digits", "--samples", "20", "--check", str(pruned)]
     assert main(run) == 0
     assert "identical to onnxruntime" in capsys.readouterr().out

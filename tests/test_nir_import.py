@@ -20,7 +20,15 @@ from uticompile.onnx_export import to_onnx
 from uticompile.onnx_import import from_onnx
 
 FIXTURES = Path(__file__).with_name("fixtures") / "nir"
-NAMES = ["sj_conv_lif", "sj_if_reset", "sj_residual", "sj_cubalif", "sj_digits", "snntorch_conv"]
+NAMES = [
+    "sj_conv_lif",
+    "sj_if_reset",
+    "sj_residual",
+    "sj_cubalif",
+    "sj_digits",
+    "sj_digits_window",
+    "snntorch_conv",
+]
 T = 4
 
 
@@ -251,7 +259,7 @@ def test_bad_files_and_graphs(tmp_path: Path) -> None:
         nir_to_graph(loop, timesteps=2)
 
 
-def test_map_takes_whole_map_pools_and_refuses_window_pools() -> None:
+def test_map_takes_whole_map_and_window_pools_and_refuses_padded_ones() -> None:
     from uticompile.errors import PassError
     from uticompile.hardware import load_hardware
     from uticompile.passes.pipeline import MapConfig, compile_graph
@@ -261,8 +269,14 @@ def test_map_takes_whole_map_pools_and_refuses_window_pools() -> None:
     module = compile_graph(whole, MapConfig(pes=4), hw, 2.0)
     assert [layer.kind for layer in module.layers][-4:] == ["SUMPOOL", "FLATTEN", "FC", "LIF"]
     window = import_nir(FIXTURES / "sj_conv_lif.nir", timesteps=T)
-    with pytest.raises(PassError, match="window pooling is not mapped"):
-        compile_graph(window, MapConfig(pes=4), hw, 2.0)
+    module = compile_graph(window, MapConfig(pes=4), hw, 2.0)
+    pool = next(layer for layer in module.layers if layer.kind == "SUMPOOL")
+    assert (pool.kernel, pool.stride, pool.out_shape) == ((2, 2), (2, 2), (6, 4, 4))
+    padded = window.copy()
+    node = next(n for n in padded.nodes if n.op == "AveragePool")
+    node.attrs = {"kernel_shape": (2, 2), "strides": (2, 2), "pads": (0, 0, 1, 1)}  # still 4x4
+    with pytest.raises(PassError, match="padded AveragePool has no hardware form"):
+        compile_graph(padded, MapConfig(pes=4), hw, 2.0)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("sj_")])
@@ -331,3 +345,29 @@ def test_pytorch_interpreter_runs_imported_pools() -> None:
             ours = SNN(g)(torch.from_numpy(data["x"])).numpy()
         ref = _ort(g, data["x"])
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_average_pool_scale_folds_exactly_into_the_next_weights() -> None:
+    """AvgPool2d(2) -> SUMPOOL counts; the 1/4 goes into the reading layer's weights with no
+    rounding of its own: its integers are the unpooled weights' integers, 2 fraction bits up."""
+    from uticompile.hardware import load_hardware
+    from uticompile.passes.pipeline import MapConfig, compile_graph
+    from uticompile.passes.quantize import frac_bits_for, quantize_weights
+
+    graph = import_nir(FIXTURES / "sj_digits_window.nir", timesteps=T)
+    module = compile_graph(graph, MapConfig(pes=4), load_hardware(None), 2.0)
+    layers = module.layers
+    folded = 0
+    for layer in layers:
+        src = layers[layer.inputs[0]] if layer.kind in ("CONV", "FC") else None
+        while src is not None and src.kind == "FLATTEN":
+            src = layers[src.inputs[0]]
+        if src is None or src.kind != "SUMPOOL":
+            continue
+        w = graph.params[graph.node(layer.name).inputs[1]]
+        s = frac_bits_for(float(np.abs(w).max()), 16)
+        assert layer.weight_frac == s + 2
+        assert layer.weight is not None
+        np.testing.assert_array_equal(layer.weight, quantize_weights(w, s, 16))
+        folded += 1
+    assert folded == 2

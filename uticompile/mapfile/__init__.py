@@ -13,6 +13,7 @@ from __future__ import annotations
 from uticompile.limits import MAX_DIM, MAX_PES, MAX_SCRATCHPAD_WORDS, MAX_TIMESTEPS
 from uticompile.mapfile.codec import decode_mapping, encode_mapping, read_mapping, write_mapping
 from uticompile.mapfile.records import (
+    BASE_VERSION,
     GROUPING_CODES,
     GROUPING_NAMES,
     GROUPING_SATA,
@@ -43,11 +44,15 @@ from uticompile.mapfile.records import (
     TILE_DTYPE,
     VERSION,
     WEIGHT_KINDS,
+    WINDOW_SUMPOOL_MINOR,
     Mapping,
+    required_version,
+    window_sumpools,
 )
 from uticompile.mapfile.wsp import dense_from_wsp, mask_words, wsp_decode, wsp_encode, wsp_words
 
 __all__ = [
+    "BASE_VERSION",
     "GROUPING_CODES",
     "GROUPING_NAMES",
     "GROUPING_SATA",
@@ -82,14 +87,17 @@ __all__ = [
     "TILE_DTYPE",
     "VERSION",
     "WEIGHT_KINDS",
+    "WINDOW_SUMPOOL_MINOR",
     "Mapping",
     "decode_mapping",
     "dense_from_wsp",
     "encode_mapping",
     "mask_words",
     "read_mapping",
+    "required_version",
     "write_mapping",
     "wsp_decode",
     "wsp_encode",
+    "window_sumpools",
     "wsp_words",
 ]

@@ -17,8 +17,13 @@ from uticompile.limits import HARDWARE_RANGES, MAX_DIM, MAX_TIMESTEPS
 from uticompile.mapfile.wsp import dense_from_wsp
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
-VERSION = (1, 1)
-"""Format version written."""
+VERSION = (1, 2)
+"""The newest format version this package reads and writes (docs/mapping-format.md §1.1)."""
+BASE_VERSION = (1, 1)
+"""What a file needs no newer feature for is written as this version, so 1.1 readers keep reading
+it; ``required_version`` says which minor a mapping needs."""
+#: The first minor version in which a ``SUMPOOL`` may pool windows (kernel/stride read; §2.2).
+WINDOW_SUMPOOL_MINOR = 2
 
 MODL_DTYPE = np.dtype(
     [
@@ -134,6 +139,19 @@ MODL_RANGES: dict[str, tuple[int, int]] = {
     **HARDWARE_RANGES,
     "grouping": (min(GROUPING_NAMES), max(GROUPING_NAMES)),
 }
+
+
+def window_sumpools(layers: np.ndarray) -> np.ndarray:
+    """Mask of the ``SUMPOOL`` records that pool windows, not the whole input map (1.2)."""
+    is_sum = layers["kind"] == KIND_SUMPOOL
+    return is_sum & (layers["kernel"] != layers["in_shape"][:, 1:]).any(axis=1)
+
+
+def required_version(layers: np.ndarray) -> tuple[int, int]:
+    """The lowest format version that expresses these layer records."""
+    if window_sumpools(layers).any():
+        return (VERSION[0], WINDOW_SUMPOOL_MINOR)
+    return BASE_VERSION
 
 
 def meta_text(meta: dict[str, Any]) -> str:
