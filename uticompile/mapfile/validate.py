@@ -334,6 +334,14 @@ def _check_layer_graph(
             f"and pads (H, W = {out_h[i]}, {out_w[i]})"
         ),
     )
+    ck.first(
+        is_sum & ~sum_windows & (kernel != ins[:, 1:]).any(axis=1),
+        "LAYR",
+        lambda i: (
+            f"SUMPOOL kernel {_shape(kernel[i])} is not the input's H, W "
+            f"(window sums need format version 1.{WINDOW_SUMPOOL_MINOR})"
+        ),
+    )
     ones = np.ones(n_layers, np.int64)
     expected_out = np.select(
         [
@@ -359,14 +367,6 @@ def _check_layer_graph(
         is_fc & (outs[:, 1:] != 1).any(axis=1),
         "LAYR",
         lambda i: f"FC out_shape {_shape(outs[i])} is not (features, 1, 1)",
-    )
-    ck.first(
-        is_sum & ~sum_windows & (kernel != ins[:, 1:]).any(axis=1),
-        "LAYR",
-        lambda i: (
-            f"SUMPOOL kernel {_shape(kernel[i])} is not the input's H, W "
-            f"(window sums need format version 1.{WINDOW_SUMPOOL_MINOR})"
-        ),
     )
     src_kind = kind[np.maximum(in0, 0)]
     ck.first(
