@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from uticompile.cli import main
-from uticompile.mapfile import read_mapping, window_sumpools
 from uticompile.ir import LIFParams
+from uticompile.mapfile import read_mapping, window_sumpools
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph

@@ -95,9 +95,9 @@ __all__ = [
     "mask_words",
     "read_mapping",
     "required_version",
+    "window_sumpools",
     "write_mapping",
     "wsp_decode",
     "wsp_encode",
-    "window_sumpools",
     "wsp_words",
 ]

@@ -210,8 +210,9 @@ def validate(
     """Every rule of section 2 a consumer relies on; raises on the first record breaking one.
 
     ``layers``/``tiles`` hold exactly MODL's layer_count/tile_count records. ``strict``: the
-    file's minor version is known here, so its reserved fields must be zero. ``minor``: the file's
-minor version, which decides what a ``SUMPOOL`` may be (whole maps before 1.2, windows from 1.2). The sections run in this order, each
+    file's minor version is known here, so its reserved fields must be zero. ``minor``: the
+    file's minor version, which decides what a ``SUMPOOL`` may be (the whole map before 1.2,
+    windows from 1.2). The sections run in this order, each
     relying on what the ones before established (e.g. indices in range before indexing with them).
     """
     ck = _Checker(what)
