@@ -26,7 +26,7 @@ import numpy as np
 from scipy import sparse
 
 from uticompile.errors import UticompileError
-from uticompile.mapfile import KIND_NAMES, Mapping
+from uticompile.mapfile import KIND_NAMES, RESET_HARD, RESET_SUBTRACT_AFTER_LEAK, Mapping
 from uticompile.mapstats import LayerWeights, layer_weights
 from uticompile.runtime.budget import CHUNK_BYTES, check_run_budget
 from uticompile.runtime.products import WeightMatrix, choose, product
@@ -361,12 +361,14 @@ class Engine:
         T = self.timesteps
         m, k = int(rec["leak_mult"]), int(rec["leak_shift"])
         theta = int(rec["threshold"])
-        hard = int(rec["reset"]) == 0
+        hard = int(rec["reset"]) == RESET_HARD
+        after_leak = int(rec["reset"]) == RESET_SUBTRACT_AFTER_LEAK
         analog = x.ndim == 4  # an ENCODE output drives every timestep
         # [T, N, F] after an FC, else [T, C, H, W, N] (an ENCODE output: T = 1)
         xs = np.ascontiguousarray(x) if x.ndim == 3 else _time_major(x[None] if analog else x)
         hi = 2 ** (self.acc_bits - 1)
-        narrow = hi * max(m, 1) < 2**31 and ((hi * m) >> k) + bound < 2**31
+        reduce = theta if after_leak else 0  # subtracted before the saturation (1.2)
+        narrow = hi * max(m, 1) < 2**31 and ((hi * m) >> k) + bound + reduce < 2**31
         u = np.zeros(xs.shape[1:], np.int32 if narrow else np.int64)
         fired = np.empty((T, *u.shape), bool)
         saturated = 0
@@ -376,8 +378,13 @@ class Engine:
                     np.multiply(u, m, out=u)
                 np.right_shift(u, k, out=u)
             np.add(u, xs[0 if analog else t], out=u, casting="unsafe")  # fits: see ``narrow``
+            if after_leak and t:  # the previous step's spike comes off after the decay
+                np.subtract(u, theta, out=u, where=fired[t - 1])
             u, bad = _saturate(u, self.acc_bits)
             saturated += bad
+            if after_leak:  # fires on >, keeps its membrane
+                np.greater(u, theta, out=fired[t])
+                continue
             fire = np.greater_equal(u, theta, out=fired[t])
             if hard:
                 np.copyto(u, 0, where=fire)

@@ -46,10 +46,17 @@ def test_vectors_regenerate_byte_for_byte(tmp_path: Path) -> None:
 
 
 def test_vectors_cover_what_the_spec_promises() -> None:
-    from uticompile.mapfile import KIND_NAMES, PLACEMENT_NAMES, read_mapping, window_sumpools
+    from uticompile.mapfile import (
+        KIND_CODES,
+        KIND_NAMES,
+        PLACEMENT_NAMES,
+        read_mapping,
+        window_sumpools,
+    )
 
     kinds, placements, groupings = set(), set(), set()
     spatial = passes = empty = saturations = windows = 0
+    resets = set()
     for utm in VECTORS.glob("*.utm"):
         m = read_mapping(utm)
         kinds |= {KIND_NAMES[int(k)] for k in m.layers["kind"]}
@@ -60,6 +67,7 @@ def test_vectors_cover_what_the_spec_promises() -> None:
         empty += int((m.tiles["nnz"] == 0).sum())
         saturations += json.loads(utm.with_suffix(".json").read_text())["run"]["saturations"]
         windows += int(window_sumpools(m.layers).sum())
+        resets |= {int(r) for r in m.layers["reset"][m.layers["kind"] == KIND_CODES["LIF"]]}
     assert kinds == set(KIND_NAMES.values())
     assert {"contiguous", "split"} <= placements
     assert groupings == {0, 1}
@@ -68,9 +76,10 @@ def test_vectors_cover_what_the_spec_promises() -> None:
     assert empty > 0
     assert saturations > 0
     assert windows > 0  # version 1.2
+    assert resets >= {0, 2}  # hard, and subtract after the leak (1.2)
 
 
-@pytest.mark.parametrize("case", ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool"])
+@pytest.mark.parametrize("case", ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool", "vgg_after_leak"])
 def test_run_reports_the_vectors_figures(case: str) -> None:
     utm, uts = VECTORS / f"{case}.utm", VECTORS / f"{case}.uts"
     args = ["run", str(utm), "--spikes", str(uts), "--json", "--details"]

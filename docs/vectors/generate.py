@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from uticompile.hardware import default_hardware
+from uticompile.ir import LIFParams
 from uticompile.mapfile import decode_mapping, encode_mapping, required_version
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
@@ -42,6 +43,7 @@ class Case:
     saturate: bool = False
     scratchpad_words: int = 0  # 0: the default hardware's
     average_pools: bool = False  # the max pools as average pools (windowed SUMPOOL, 1.2)
+    reset: str = "hard"  # the neurons' reset ("subtract-after-leak" is LIF reset 2, 1.2)
 
 
 CASES = (
@@ -62,12 +64,16 @@ CASES = (
     Case("vgg_avgpool", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
          "version-1.2 SUMPOOL windows: 2x2 average pools (spike counts), their 1/4 folded into "
          "the CONV/FC that reads them", average_pools=True),
+    Case("vgg_after_leak", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
+         "version-1.2 LIF reset 2 (subtract after the leak, fires on >), snnTorch's neuron",
+         reset="subtract-after-leak"),
 )  # fmt: skip
 
 
 def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     """The .utm bytes, .uts bytes and expected figures of one case."""
-    spec = ModelSpec(case.input_shape, 10, width=case.width, timesteps=4)
+    neuron = LIFParams(reset=case.reset)
+    spec = ModelSpec(case.input_shape, 10, width=case.width, timesteps=4, neuron=neuron)
     g = build_model(case.model, spec)
     if case.average_pools:
         for node in g.nodes:

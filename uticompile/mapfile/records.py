@@ -22,7 +22,8 @@ VERSION = (1, 2)
 BASE_VERSION = (1, 1)
 """What a file needs no newer feature for is written as this version, so 1.1 readers keep reading
 it; ``required_version`` says which minor a mapping needs."""
-#: The first minor version in which a ``SUMPOOL`` may pool windows (kernel/stride read; §2.2).
+#: The first minor version in which a ``SUMPOOL`` may pool windows (kernel/stride read; §2.2)
+#: and a ``LIF`` may have reset 2 (``subtract-after-leak``).
 WINDOW_SUMPOOL_MINOR = 2
 
 MODL_DTYPE = np.dtype(
@@ -125,6 +126,13 @@ PLACEMENT_NAMES: dict[int, str] = {
 }
 RESET_HARD = 0
 RESET_SUBTRACT = 1
+RESET_SUBTRACT_AFTER_LEAK = 2  # 1.2: snnTorch's order, fires on u > threshold (section 2.2)
+#: The IR's reset names (``uticompile.ir.RESETS``) -> LAYR ``reset`` codes.
+RESET_CODES: dict[str, int] = {
+    "hard": RESET_HARD,
+    "subtract": RESET_SUBTRACT,
+    "subtract-after-leak": RESET_SUBTRACT_AFTER_LEAK,
+}
 
 SECTION_TAGS = (b"MODL", b"LAYR", b"TILE", b"WSPW", b"BIAS", b"STRS", b"META")
 """Sections in the order written; all but META are required."""
@@ -149,7 +157,8 @@ def window_sumpools(layers: np.ndarray) -> np.ndarray:
 
 def required_version(layers: np.ndarray) -> tuple[int, int]:
     """The lowest format version that expresses these layer records."""
-    if window_sumpools(layers).any():
+    after_leak = (layers["kind"] == KIND_LIF) & (layers["reset"] == RESET_SUBTRACT_AFTER_LEAK)
+    if window_sumpools(layers).any() or after_leak.any():
         return (VERSION[0], WINDOW_SUMPOOL_MINOR)
     return BASE_VERSION
 

@@ -36,6 +36,7 @@ from uticompile.mapfile.records import (
     PLACEMENT_SPLIT,
     RESET_HARD,
     RESET_SUBTRACT,
+    RESET_SUBTRACT_AFTER_LEAK,
     WINDOW_SUMPOOL_MINOR,
 )
 from uticompile.mapfile.wsp import MASK_WORD_BITS, WORD_BYTES, mask_words, wsp_words
@@ -393,10 +394,15 @@ def _check_layer_graph(
             f"{L.kname(i)} shifts {s0[i]}, {s1[i]} are out of range (ADD 0..31, ENCODE 0..62)"
         ),
     )
+    if minor >= WINDOW_SUMPOOL_MINOR:  # 1.2 adds reset 2 (subtract after the leak)
+        resets = (RESET_HARD, RESET_SUBTRACT, RESET_SUBTRACT_AFTER_LEAK)
+        names = f"{RESET_HARD}, {RESET_SUBTRACT} or {RESET_SUBTRACT_AFTER_LEAK}"
+    else:
+        resets, names = (RESET_HARD, RESET_SUBTRACT), f"{RESET_HARD} or {RESET_SUBTRACT}"
     ck.first(
-        is_lif & ~np.isin(reset, (RESET_HARD, RESET_SUBTRACT)),
+        is_lif & ~np.isin(reset, resets),
         "LAYR",
-        lambda i: f"reset {reset[i]} is neither {RESET_HARD} nor {RESET_SUBTRACT}",
+        lambda i: f"reset {reset[i]} is not {names}",
     )
     last = n_layers - 1
     head = last  # the classifier: the last layer, or the FC its spiking output neuron reads
