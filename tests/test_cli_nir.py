@@ -71,7 +71,22 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ["export-nir", str(tmp_path / "sub.onnx"), "-o", out],
         "node 'lif1': a subtract reset has no NIR form",
     )
+    _fails(
+        capsys,
+        ["import-nir", str(FIXTURES / "snntorch_subtract.nir"), "-o", out, "-T", "2",
+         "--reset", "subtract"],
+        "reset 'subtract' is snnTorch's neuron, which fires on v > threshold",
+    )  # fmt: skip
     assert not list(tmp_path.glob("o*"))  # nothing half-written
+
+
+def test_import_with_subtract_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    args = ["import-nir", str(FIXTURES / "snntorch_subtract.nir"), "-o", str(onnx_path), "-T", "4"]
+    assert main([*args, "--compare", "gt", "--reset", "subtract"]) == 0
+    capsys.readouterr()
+    assert {n.lif().reset for n in read_graph(onnx_path).lif_nodes()} == {"subtract-after-leak"}
+    _fails(capsys, ["export-nir", str(onnx_path), "-o", str(tmp_path / "m.nir")], "no NIR form")
 
 
 @pytest.mark.parametrize("fixture", ["sj_digits", "sj_digits_window"])

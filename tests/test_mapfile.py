@@ -1378,3 +1378,21 @@ def test_window_sumpool_errors(label: str, message: str) -> None:
     with pytest.raises(MappingFormatError) as info:
         decode_mapping(write_container(MAGIC_UTM, [*parts, *rest], version=version), what="m")
     assert str(info.value).startswith(f"m: LAYR[{i}]: {message}"), str(info.value)
+
+
+def test_reset_2_is_version_1_2() -> None:
+    """LIF reset 2 (subtract after the leak, golden vector vgg_after_leak) needs version 1.2."""
+    path = AVGPOOL_VECTOR.with_name("vgg_after_leak.utm")
+    data = path.read_bytes()
+    assert read_container(data, MAGIC_UTM, (), what="x").version == (1, 2)
+    m = decode_mapping(data)
+    i = int(np.flatnonzero(m.layers["reset"] == 2)[0])
+    c = read_container(data, MAGIC_UTM, (), what="x")
+    parts = [(tag.encode(), body) for tag, body in _records(m).items()]
+    rest = [(t, bytes(v)) for t, v in c.sections.items() if t not in dict(parts)]
+    with pytest.raises(MappingFormatError, match=rf"LAYR\[{i}\]: reset 2 is neither 0 nor 1"):
+        decode_mapping(write_container(MAGIC_UTM, [*parts, *rest], version=(1, 1)))
+    _set(m.layers, i, "reset", 3)
+    parts = [(tag.encode(), body) for tag, body in _records(m).items()]
+    with pytest.raises(MappingFormatError, match=rf"LAYR\[{i}\]: reset 3 is not 0, 1 or 2"):
+        decode_mapping(write_container(MAGIC_UTM, [*parts, *rest], version=(1, 2)))

@@ -311,12 +311,12 @@ def test_leak_drive_needs_a_layer_of_its_own() -> None:
         nir_to_graph(g, timesteps=2)
 
 
-def test_snntorch_subtract_reset_is_not_representable() -> None:
-    """snnTorch's default subtract reset is written as a reset to 0, and is no IR reset either.
-
-    snnTorch subtracts after the decay (``mem = beta*mem + x - s*theta``); the IR's subtract reset
-    decays the reduced membrane (``beta*(mem - theta) + x``). The import (a hard reset, as the file
-    says) therefore differs from what snnTorch ran: such networks need ``reset_mechanism="zero"``.
+def test_snntorch_subtract_reset_is_not_what_the_file_says() -> None:
+    """snnTorch's default subtract reset is written as a reset to 0: imported as the file says
+    (``reset="zero"``, the default) it differs from what snnTorch ran; ``reset="subtract"`` is
+    the next test. (snnTorch subtracts after the decay, ``mem = beta*mem + x - s*theta``; the IR's
+    ``subtract`` reset decays the reduced membrane, ``beta*(mem - theta) + x``, so the import
+    uses the IR's ``subtract-after-leak`` reset for it.)
     """
     data = np.load(FIXTURES / "snntorch_subtract.npz")
     assert str(data["reset"]) == "subtract"
@@ -371,3 +371,81 @@ def test_average_pool_scale_folds_exactly_into_the_next_weights() -> None:
         np.testing.assert_array_equal(layer.weight, quantize_weights(w, s, 16))
         folded += 1
     assert folded == 2
+
+
+def test_snntorch_subtract_reset_is_reproduced_with_reset_subtract() -> None:
+    """``reset="subtract"``: snnTorch's spikes exactly, in onnxruntime and in the PyTorch model
+    that prune trains; through map, the runtime agrees with the quantized reference."""
+    from uticompile.hardware import load_hardware
+    from uticompile.mapfile import RESET_SUBTRACT_AFTER_LEAK, decode_mapping, encode_mapping
+    from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
+    from uticompile.runtime.check import Checker
+    from uticompile.runtime.engine import Engine
+
+    data = np.load(FIXTURES / "snntorch_subtract.npz")
+    graph = import_nir(
+        FIXTURES / "snntorch_subtract.nir", timesteps=T, compare="gt", reset="subtract"
+    )
+    assert {n.lif().reset for n in graph.lif_nodes()} == {"subtract-after-leak"}
+    graph = from_onnx(to_onnx(graph))
+    out = _ort(graph, data["x"])
+    assert np.count_nonzero(out)
+    assert not out.all()
+    np.testing.assert_array_equal(out, data["out"])
+    torch = pytest.importorskip("torch")
+    from uticompile.models.snn import SNN
+
+    with torch.no_grad():
+        y = SNN(graph).eval()(torch.from_numpy(data["x"].copy())).numpy()
+    np.testing.assert_array_equal(y.reshape(out.shape), out)
+    module = compile_graph(graph, MapConfig(pes=4), load_hardware(None), 2.0)
+    m = decode_mapping(encode_mapping(to_mapping(module)))
+    assert set(m.layers["reset"][m.layers["kind"] == 4]) == {RESET_SUBTRACT_AFTER_LEAK}
+    x_q = np.random.default_rng(0).integers(-128, 128, size=(6, 2, 8, 8))
+    checker = Checker(module)
+    checker.compare(x_q, Engine(m).run(x_q), m.layer_names, 0)  # raises on any mismatch
+    assert checker.result.spikes_compared > 0
+
+
+def test_snntorch_subtract_reset_live() -> None:
+    """Where snnTorch is installed: a fresh net at T = 16, the spikes of both neuron layers."""
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(3)
+    steps = 16
+    lif1 = snn.Leaky(beta=torch.full((12,), 0.8), threshold=torch.full((12,), 0.7),
+                     init_hidden=True)  # fmt: skip
+    lif2 = snn.Leaky(beta=torch.full((5,), 0.6), threshold=torch.full((5,), 0.4),
+                     init_hidden=True, output=True)  # fmt: skip
+    assert lif1.reset_mechanism == "subtract"  # snnTorch's default
+    net = torch.nn.Sequential(torch.nn.Linear(6, 12), lif1, torch.nn.Linear(12, 5), lif2)
+    x = torch.rand(8, 6) * 1.5
+    graph_nir = export_to_nir(net, x, ignore_dims=[0])
+    utils.reset(net)
+    hidden, outs = [], []
+    lif1.register_forward_hook(lambda _m, _i, o: hidden.append(o.numpy().copy()))
+    with torch.no_grad():
+        for _ in range(steps):
+            outs.append(net(x)[0].numpy())
+    graph = nir_to_graph(graph_nir, timesteps=steps, compare="gt", reset="subtract")
+    sess = session(to_onnx(graph, spike_outputs=True))
+    first = next(graph.lif_nodes()).output + ".spikes"
+    got_out, got_hidden = sess.run(["logits", first], {"input": x.numpy().reshape(8, 6, 1, 1)})
+    ref_hidden = np.stack(hidden)
+    assert 0.1 < ref_hidden.mean() < 0.9
+    np.testing.assert_array_equal(got_hidden.reshape(ref_hidden.shape), ref_hidden)
+    np.testing.assert_array_equal(got_out, np.stack(outs))
+    zero = nir_to_graph(graph_nir, timesteps=steps, compare="gt")  # the file's own reset
+    assert not np.array_equal(
+        session(to_onnx(zero)).run(["logits"], {"input": x.numpy().reshape(8, 6, 1, 1)})[0], got_out
+    )
+
+
+def test_reset_subtract_needs_compare_gt() -> None:
+    with pytest.raises(ModelFormatError, match="reset 'subtract' is snnTorch's neuron"):
+        import_nir(FIXTURES / "snntorch_subtract.nir", timesteps=T, reset="subtract")
+    with pytest.raises(ModelFormatError, match="reset must be one of"):
+        import_nir(FIXTURES / "snntorch_subtract.nir", timesteps=T, reset="soft")

@@ -79,7 +79,9 @@ def test_vectors_cover_what_the_spec_promises() -> None:
     assert resets >= {0, 2}  # hard, and subtract after the leak (1.2)
 
 
-@pytest.mark.parametrize("case", ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool", "vgg_after_leak"])
+@pytest.mark.parametrize(
+    "case", ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool", "vgg_after_leak"]
+)
 def test_run_reports_the_vectors_figures(case: str) -> None:
     utm, uts = VECTORS / f"{case}.utm", VECTORS / f"{case}.uts"
     args = ["run", str(utm), "--spikes", str(uts), "--json", "--details"]

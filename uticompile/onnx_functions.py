@@ -180,7 +180,7 @@ def lif_subtract_after_leak_function() -> FunctionProto:
             "detach_reset",
             "timesteps",
         ],
-        "LIF whose subtract reset follows the next step's decay (snnTorch), fires on u > threshold.",
+        "LIF whose subtract reset follows the next step's decay (snnTorch); fires on u > theta.",
     )
 
 
@@ -270,7 +270,10 @@ def functions(used: frozenset[str] | set[str] = frozenset()) -> list[FunctionPro
     """The canonical definitions, in the order they are written: the three every model holds,
     then those of ``OPTIONAL_FUNCTIONS`` that ``used`` (ONNX op types) names."""
     always = [lif_function(), direct_encode_function(), time_split_function()]
-    optional = {"SumPool": sum_pool_function, LIF_SUBTRACT_AFTER_LEAK: lif_subtract_after_leak_function}
+    optional = {
+        "SumPool": sum_pool_function,
+        LIF_SUBTRACT_AFTER_LEAK: lif_subtract_after_leak_function,
+    }
     return always + [optional[name]() for name in OPTIONAL_FUNCTIONS if name in used]
 
 

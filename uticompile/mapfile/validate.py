@@ -394,15 +394,16 @@ def _check_layer_graph(
             f"{L.kname(i)} shifts {s0[i]}, {s1[i]} are out of range (ADD 0..31, ENCODE 0..62)"
         ),
     )
+    resets: tuple[int, ...]
     if minor >= WINDOW_SUMPOOL_MINOR:  # 1.2 adds reset 2 (subtract after the leak)
         resets = (RESET_HARD, RESET_SUBTRACT, RESET_SUBTRACT_AFTER_LEAK)
-        names = f"{RESET_HARD}, {RESET_SUBTRACT} or {RESET_SUBTRACT_AFTER_LEAK}"
+        names = f"not {RESET_HARD}, {RESET_SUBTRACT} or {RESET_SUBTRACT_AFTER_LEAK}"
     else:
-        resets, names = (RESET_HARD, RESET_SUBTRACT), f"{RESET_HARD} or {RESET_SUBTRACT}"
+        resets, names = (RESET_HARD, RESET_SUBTRACT), f"neither {RESET_HARD} nor {RESET_SUBTRACT}"
     ck.first(
         is_lif & ~np.isin(reset, resets),
         "LAYR",
-        lambda i: f"reset {reset[i]} is not {names}",
+        lambda i: f"reset {reset[i]} is {names}",
     )
     last = n_layers - 1
     head = last  # the classifier: the last layer, or the FC its spiking output neuron reads
