@@ -13,7 +13,8 @@
   padding (refused otherwise) and the format version 1.2;
 - the network ends with its classifier (``FC``), or with a ``LIF`` that reads it (spiking output);
 - LIF -> ``LIF`` with the input gain folded into the threshold: u = leak*u + g*x fires at theta
-  exactly when v = u/g, v = leak*v + x, fires at theta/g (hard or subtract reset alike).
+  exactly when v = u/g, v = leak*v + x, fires at theta/g (hard, subtract and subtract-after-leak
+  resets alike: each subtracts the threshold, theta/g in v's units).
 """
 
 from __future__ import annotations
