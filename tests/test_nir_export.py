@@ -115,7 +115,7 @@ def test_spikingjelly_runs_the_export(zoo_case: dict, tmp_path: Path) -> None:
     # SpikingJelly's own classifier in float64 gives the exact sum (math.fsum), bit for bit
     inputs = np.concatenate(fed).astype(np.float64)
     assert set(np.unique(inputs)) <= {0.0, 1.0}
-    w, b = classifier.weight.double(), classifier.bias.double()
+    w, b = classifier.weight.detach().double(), classifier.bias.detach().double()
     with torch.no_grad():
         f64 = torch.nn.functional.linear(torch.from_numpy(inputs), w, b).numpy()
     terms = inputs[:, None, :] * w.numpy()[None]
