@@ -242,7 +242,7 @@ def test_a_1_1_reader_always_rejects_a_compact_tile(tmp_path: Path) -> None:
     from uticompile.mapfile.validate import validate
 
     with pytest.raises(MappingFormatError, match=rf"TILE\[{compact[0]}\]: words \d+ is not"):
-        validate(m.model, m.layers, m.tiles, m.wsp, len(m.bias), minor=1, what="m")
+        validate(m.model, m.layers, m.tiles, m.wsp, len(m.bias), strict=True, what="m", minor=1)
 
 
 def _vectors() -> Path:

@@ -19,9 +19,15 @@ from uticompile.mapfile.wsp import dense_from_wsp
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
 VERSION = (1, 2)
-"""The newest format version: what this reader knows, and what a file with compact tiles is."""
+"""The newest format version this package reads and writes (docs/mapping-format.md §1.1)."""
 BASE_VERSION = (1, 1)
-"""What a file without compact tiles is written as: byte-identical to the files before 1.2."""
+"""What a file needs no newer feature for is written as this version, so 1.1 readers keep reading
+it; ``required_version`` says which minor a mapping needs."""
+#: The first minor version in which a ``SUMPOOL`` may pool windows (kernel/stride read; §2.2)
+#: and a ``LIF`` may have reset 2 (``subtract-after-leak``).
+WINDOW_SUMPOOL_MINOR = 2
+#: The first minor version in which a tile may use the compact weight encoding (§2.5).
+COMPACT_MINOR = 2
 
 MODL_DTYPE = np.dtype(
     [
@@ -125,6 +131,13 @@ PLACEMENT_NAMES: dict[int, str] = {
 }
 RESET_HARD = 0
 RESET_SUBTRACT = 1
+RESET_SUBTRACT_AFTER_LEAK = 2  # 1.2: snnTorch's order, fires on u > threshold (section 2.2)
+#: The IR's reset names (``uticompile.ir.RESETS``) -> LAYR ``reset`` codes.
+RESET_CODES: dict[str, int] = {
+    "hard": RESET_HARD,
+    "subtract": RESET_SUBTRACT,
+    "subtract-after-leak": RESET_SUBTRACT_AFTER_LEAK,
+}
 
 SECTION_TAGS = (b"MODL", b"LAYR", b"TILE", b"WSPW", b"BIAS", b"STRS", b"META")
 """Sections in the order written; all but META are required."""
@@ -139,6 +152,23 @@ MODL_RANGES: dict[str, tuple[int, int]] = {
     **HARDWARE_RANGES,
     "grouping": (min(GROUPING_NAMES), max(GROUPING_NAMES)),
 }
+
+
+def window_sumpools(layers: np.ndarray) -> np.ndarray:
+    """Mask of the ``SUMPOOL`` records that pool windows, not the whole input map (1.2)."""
+    is_sum = layers["kind"] == KIND_SUMPOOL
+    return is_sum & (layers["kernel"] != layers["in_shape"][:, 1:]).any(axis=1)
+
+
+def required_version(layers: np.ndarray, tiles: np.ndarray | None = None) -> tuple[int, int]:
+    """The lowest format version that expresses these layer (and tile) records."""
+    after_leak = (layers["kind"] == KIND_LIF) & (layers["reset"] == RESET_SUBTRACT_AFTER_LEAK)
+    minor = BASE_VERSION[1]
+    if window_sumpools(layers).any() or after_leak.any():
+        minor = max(minor, WINDOW_SUMPOOL_MINOR)
+    if tiles is not None and np.any(tiles["encoding"] != ENCODING_WSP):
+        minor = max(minor, COMPACT_MINOR)
+    return (VERSION[0], minor)
 
 
 def meta_text(meta: dict[str, Any]) -> str:
@@ -200,8 +230,9 @@ class Mapping:
 
     @property
     def version(self) -> tuple[int, int]:
-        """The version this mapping is written as: 1.2 if a tile is compact, else 1.1."""
-        return VERSION if np.any(self.tiles["encoding"] != ENCODING_WSP) else BASE_VERSION
+        """The version this mapping is written as (``required_version``): 1.1 unless a 1.2
+        feature (a compact tile, a SUMPOOL window, LIF reset 2) is used."""
+        return required_version(self.layers, self.tiles)
 
 
 def _comparable(m: Mapping) -> list[np.ndarray]:
