@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -25,12 +26,13 @@ import torch
 import torch.nn.functional as F
 
 from uticompile.datasets import Dataset
-from uticompile.errors import ConfigError, TrainingDivergedError
+from uticompile.errors import ConfigError, DamagedFileError, TrainingDivergedError
 from uticompile.fileio import atomic_write_bytes
 from uticompile.ir import Graph
 from uticompile.models import distributed, fastpath
 from uticompile.models.batches import iterate_batches, num_batches
 from uticompile.models.snn import SNN, predict
+from uticompile.rundir import unreadable
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,18 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _load_checkpoint(path: Path, where: torch.device) -> dict:
+    """A checkpoint ``_save_checkpoint`` wrote; DamagedFileError (naming it) for anything else,
+    a zero-byte file cut short by a full disk included."""
+    try:
+        state = torch.load(path, map_location=where, weights_only=True)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        raise unreadable(path, exc) from None
+    if not isinstance(state, dict):
+        raise DamagedFileError(path, "not a training checkpoint")
+    return state
+
+
 def train(
     graph: Graph,
     data: Dataset,
@@ -158,7 +172,7 @@ def train(
     state = None
     if ckpt is not None and ckpt.exists():
         where = torch.device(config.device) if group is None else torch.device("cpu")
-        state = torch.load(ckpt, map_location=where, weights_only=True)
+        state = _load_checkpoint(ckpt, where)
         if state.get("config") != asdict(config):
             raise ConfigError(f"{ckpt}: checkpoint was written with other options; remove it")
     if group is None:

@@ -20,7 +20,6 @@ in ``lottery_phases``, the measured activity cycle-aware balancing uses in ``fir
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +29,10 @@ import numpy as np
 
 from uticompile.datasets import Dataset
 from uticompile.errors import ConfigError
+from uticompile.fileio import atomic_write_bytes
 from uticompile.ir import Graph
 from uticompile.models.train import StepInfo
-from uticompile.onnx_export import save_onnx
+from uticompile.onnx_export import serialize, to_onnx
 from uticompile.passes.lottery_config import (
     AUTO,
     BALANCE_CHOICES,
@@ -57,6 +57,7 @@ from uticompile.passes.lottery_phases import (
     start_weights,
     train_round,
 )
+from uticompile.rundir import damaged_files, read_json
 
 __all__ = [
     "AUTO",
@@ -86,7 +87,8 @@ class LotteryEvent:
     """Progress for callers (the CLI draws bars from it; the library never prints).
 
     ``kind``: ``round_start``, ``step`` (with ``step``), ``round_end`` (with ``report``;
-    ``resumed`` when the round was finished by an earlier process).
+    ``resumed`` when the round was finished by an earlier process), ``redo`` (with ``damaged``:
+    a finished round whose files were since damaged runs again).
     """
 
     kind: str
@@ -95,6 +97,7 @@ class LotteryEvent:
     step: StepInfo | None = None
     report: dict[str, Any] | None = None
     resumed: bool = False
+    damaged: tuple[str, ...] = ()  # ``redo``: the finished round's files found damaged
 
 
 @dataclass
@@ -188,10 +191,10 @@ def read_budgets(run_dir: str | Path, rounds: int) -> LayerBudgets:
             raise ConfigError(
                 f"{run_dir}: round {r} of the baseline is not finished (need rounds 0..{rounds})"
             )
-        try:
-            reports.append(json.loads(rp.report.read_text()))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{rp.report}: unreadable report ({exc})") from exc
+        damaged = damaged_files(rp.done, paths.root)
+        if damaged:
+            raise ConfigError(f"{run_dir}: the baseline's {damaged[0]} is missing or damaged")
+        reports.append(read_json(rp.report))
     if any("layer_counts" not in rep for rep in reports):
         raise ConfigError(f"{run_dir}: its reports carry no layer_counts (an older run)")
     return budgets_from_reports(reports)
@@ -231,8 +234,10 @@ def run_lottery(
     emit = on_event or (lambda _e: None)
     T = graph.timesteps
     timing = search_timing(graph, data, config, paths)
-    if config.rewind_epoch == 0 and not paths.rewind.exists():
-        save_onnx(graph, paths.rewind)
+    if config.rewind_epoch == 0:
+        rewind = serialize(to_onnx(graph))
+        if not paths.rewind.is_file() or paths.rewind.read_bytes() != rewind:
+            atomic_write_bytes(paths.rewind, rewind)  # made, or made again if damaged
 
     reports: list[dict[str, Any]] = []
     prev: Graph | None = None
@@ -243,10 +248,14 @@ def run_lottery(
         rp.dir.mkdir(exist_ok=True)
         emit(LotteryEvent("round_start", r, config.rounds))
         if rp.done.exists():
-            prev, prev_masks, report = load_round(rp)
-            reports.append(report)
-            emit(LotteryEvent("round_end", r, config.rounds, report=report, resumed=True))
-            continue
+            loaded, damaged = load_round(rp, paths)
+            if loaded is not None:
+                prev, prev_masks, report = loaded
+                reports.append(report)
+                emit(LotteryEvent("round_end", r, config.rounds, report=report, resumed=True))
+                continue
+            names = tuple(str(p) for p in damaged)
+            emit(LotteryEvent("redo", r, config.rounds, damaged=names))
         if choice is None:
             choice = search_choice(r, data, config, paths, prev, T)
         chosen = None if choice is None else int(choice["timesteps"])
@@ -274,7 +283,7 @@ def run_lottery(
             balance_info=balance_info,
         )
         report["train_cpu_seconds"] = train_cpu_seconds
-        finish_round(rp, trained, report, T)
+        finish_round(rp, paths, trained, report, T)
         reports.append(report)
         paths.write_reports(reports)
         prev, prev_masks = trained, masks
@@ -283,7 +292,7 @@ def run_lottery(
     paths.write_reports(reports)
     assert prev is not None
     if config.search_timesteps == AUTO and choice is None and paths.timesteps.exists():
-        choice = json.loads(paths.timesteps.read_text())  # rounds == 0: chosen, never used
+        choice = read_json(paths.timesteps)  # rounds == 0: chosen, never used
     return LotteryResult(
         graph=prev.with_timesteps(T),
         reports=reports,

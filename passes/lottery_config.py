@@ -13,6 +13,7 @@ import numpy as np
 
 from uticompile.errors import ConfigError
 from uticompile.grouping import GROUPINGS
+from uticompile.limits import check_pes, check_timesteps
 from uticompile.models.train import TrainConfig
 from uticompile.passes.balance import BALANCE_MODES
 from uticompile.passes.timestep_criterion import DEFAULT_CANDIDATES, DEFAULT_THRESHOLD
@@ -99,8 +100,7 @@ class PruneConfig:
                 )
             if any(c < 0 for counts in budgets for _, c in counts):
                 raise ConfigError("layer_budgets holds a negative count", option="layer_budgets")
-        if self.pes < 1:
-            raise ConfigError(f"pes must be >= 1, got {self.pes}", option="pes")
+        check_pes(self.pes)
         if self.grouping not in GROUPINGS:
             raise ConfigError(f"grouping must be one of {', '.join(GROUPINGS)}", option="grouping")
         object.__setattr__(self, "search_candidates", tuple(self.search_candidates))
@@ -109,11 +109,8 @@ class PruneConfig:
                 f"search_timesteps must be an integer or {AUTO!r}, got {self.search_timesteps!r}",
                 option="search_timesteps",
             )
-        if isinstance(self.search_timesteps, int) and self.search_timesteps < 1:
-            raise ConfigError(
-                f"search_timesteps must be >= 1, got {self.search_timesteps}",
-                option="search_timesteps",
-            )
+        if isinstance(self.search_timesteps, int):
+            check_timesteps(self.search_timesteps, "search_timesteps")
         if not (0.0 < self.search_threshold <= 1.0):
             raise ConfigError(
                 f"search_threshold must be in (0, 1], got {self.search_threshold}",
@@ -121,6 +118,7 @@ class PruneConfig:
             )
         if not self.search_candidates or min(self.search_candidates) < 1:
             raise ConfigError("search_candidates needs timesteps >= 1", option="search_candidates")
+        check_timesteps(max(self.search_candidates), "search_candidates")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}", option="seed")
         self.train_config(0, self.epochs)  # validates batch size, lr, weight decay, device

@@ -10,6 +10,7 @@ exactly when ``done`` exists.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from uticompile.errors import ConfigError
 from uticompile.fileio import atomic_open, atomic_write_text
+from uticompile.rundir import prepare_run_dir, unreadable
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class RoundPaths:
     @property
     def done(self) -> Path:
         return self.dir / "done"
+
+    @property
+    def artifacts(self) -> tuple[Path, ...]:
+        """Every file the round writes (a redo removes them all)."""
+        return (self.masks, self.checkpoint, self.trained, self.report, self.done)
 
 
 @dataclass(frozen=True)
@@ -81,27 +87,10 @@ class RunPaths:
     def prepare(self, identity: dict[str, Any], resume: bool) -> None:
         """Create the directory for ``identity``, or check that it holds the same run.
 
-        Raises ConfigError for a non-empty directory without ``resume`` or one holding
-        another run.
+        Raises ConfigError for a non-empty directory without ``resume``, one holding another
+        run or one whose ``config.json`` is missing; DamagedFileError for a damaged one.
         """
-        run_dir = self.root
-        cfg = self.config
-        text = json.dumps(identity, indent=2, sort_keys=True) + "\n"
-        if run_dir.exists() and any(run_dir.iterdir()):
-            if not resume:
-                raise ConfigError(
-                    f"resume is needed to continue the non-empty run directory {run_dir} "
-                    "(or choose another directory)",
-                    option="resume",
-                )
-            if not cfg.exists() or json.loads(cfg.read_text()) != json.loads(text):
-                raise ConfigError(
-                    f"run directory {run_dir} holds a run with other options (or another model "
-                    "or dataset); choose another directory"
-                )
-            return
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cfg, text)
+        prepare_run_dir(self.root, self.config, identity, resume)
 
     def write_reports(self, reports: list[dict[str, Any]]) -> None:
         atomic_write_text(
@@ -123,9 +112,25 @@ def save_masks(
 
 
 def load_masks(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(masks, magnitude-pruned masks before balancing) saved by ``save_masks``."""
-    with np.load(path, allow_pickle=False) as data:
-        names = [str(n) for n in data["layers"]]
-        masks = {n: data[f"mask_{i}"] for i, n in enumerate(names)}
-        pruned = {n: data[f"pruned_{i}"] for i, n in enumerate(names)}
+    """(masks, magnitude-pruned masks before balancing) saved by ``save_masks``.
+
+    Raises DamagedFileError for a file that is not such an archive (zero bytes included).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = [str(n) for n in data["layers"]]
+            masks = {n: data[f"mask_{i}"] for i, n in enumerate(names)}
+            pruned = {n: data[f"pruned_{i}"] for i, n in enumerate(names)}
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        zipfile.BadZipFile,
+    ) as exc:
+        raise unreadable(path, exc) from None
+    if any(m.dtype != bool or m.shape != pruned[n].shape for n, m in masks.items()):
+        raise unreadable(path, ValueError("masks are not boolean arrays of matching shapes"))
     return masks, pruned

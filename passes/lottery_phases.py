@@ -12,12 +12,14 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from uticompile.datasets import Dataset
+from uticompile.errors import DamagedFileError, UticompileError
 from uticompile.fileio import atomic_write_text
 from uticompile.grouping import group_layout
 from uticompile.ir import Graph
@@ -38,6 +40,14 @@ from uticompile.passes.timestep_criterion import (
     choose_timesteps,
 )
 from uticompile.passes.utilization import layer_stats, network_utilization
+from uticompile.rundir import (
+    damaged_files,
+    existing,
+    read_json,
+    redo_if_damaged,
+    remove,
+    write_done,
+)
 
 TIMING_STEPS = 3  # batches timed at T and at the search T for the ET-ticket estimate
 
@@ -116,8 +126,12 @@ def search_timing(
     if not isinstance(config.search_timesteps, int):
         return None
     if paths.timing.exists():
-        timing: dict[str, Any] = json.loads(paths.timing.read_text())
-        return timing
+        try:
+            timing: dict[str, Any] = read_json(paths.timing)
+            if isinstance(timing, dict):
+                return timing
+        except DamagedFileError:
+            pass  # a measurement, not a result: measure it again
     timing = et_timing(graph, data, config)
     atomic_write_text(paths.timing, json.dumps(timing, indent=2, sort_keys=True) + "\n")
     return timing
@@ -172,7 +186,9 @@ def search_choice(
     if config.search_timesteps != AUTO or r == 0:
         return None
     if paths.timesteps.exists():
-        choice: dict[str, Any] = json.loads(paths.timesteps.read_text())
+        choice: dict[str, Any] = read_json(paths.timesteps)
+        if not isinstance(choice, dict) or not isinstance(choice.get("timesteps"), int):
+            raise DamagedFileError(paths.timesteps, "not a timestep choice")
         return choice
     assert prev is not None
     return record_choice(prev.with_timesteps(timesteps), data, config, paths, config.round0_epochs)
@@ -199,8 +215,9 @@ def round_masks(
     scope = scope_layers(graph, paper_compat=config.paper_compat)
     balance_seconds = 0.0
     balance_info: dict[str, Any] = {}
-    if rp.masks.exists():
-        masks, pruned = load_masks(rp.masks)
+    loaded = _saved_masks(rp, graph)
+    if loaded is not None:
+        masks, pruned = loaded
     elif r == 0:
         masks = {n: np.ones(w.shape, dtype=bool) for n, w in layer_weights(graph).items()}
         pruned = masks
@@ -254,6 +271,23 @@ def round_masks(
             for n in scope
         }
     return masks, pruned, balance_info, balance_seconds
+
+
+def _saved_masks(rp: RoundPaths, graph: Graph) -> tuple[Masks, Masks] | None:
+    """The masks a resumed round saved before it was cut short; None (and the file removed, so
+    they are made again) when there are none or they do not fit the model."""
+    if not rp.masks.exists():
+        return None
+    try:
+        masks, pruned = load_masks(rp.masks)
+    except DamagedFileError:
+        remove([rp.masks])
+        return None
+    shapes = {n: w.shape for n, w in layer_weights(graph).items()}
+    if {n: m.shape for n, m in masks.items()} != shapes:
+        remove([rp.masks])
+        return None
+    return masks, pruned
 
 
 def start_weights(
@@ -322,14 +356,17 @@ def train_round(
 
     t0, c0 = time.perf_counter(), time.process_time()
     if epochs > 0:
-        result = train(
-            start,
-            data,
-            config.train_config(r, epochs),
-            masks=masks,
-            checkpoint=rp.checkpoint,
-            on_step=on_step,
-            on_epoch_end=on_epoch_end,
+        result = redo_if_damaged(
+            rp.checkpoint,
+            lambda: train(
+                start,
+                data,
+                config.train_config(r, epochs),
+                masks=masks,
+                checkpoint=rp.checkpoint,
+                on_step=on_step,
+                on_epoch_end=on_epoch_end,
+            ),
         )
         trained = result.graph
     else:
@@ -339,20 +376,40 @@ def train_round(
     return masked_graph(trained, masks), train_seconds, train_cpu_seconds
 
 
-def finish_round(rp: RoundPaths, trained: Graph, report: dict[str, Any], timesteps: int) -> None:
-    """Phase 5: write the round's model and report, then ``done`` (last), drop the checkpoint."""
+def finish_round(
+    rp: RoundPaths, paths: RunPaths, trained: Graph, report: dict[str, Any], timesteps: int
+) -> None:
+    """Phase 5: write the round's model and report, then ``done`` (last) with the sha256 of the
+    round's files and of the run's files it read or made, drop the checkpoint."""
     save_onnx(trained.with_timesteps(timesteps), rp.trained)
     atomic_write_text(rp.report, json.dumps(report, indent=2, sort_keys=True) + "\n")
-    atomic_write_text(rp.done, "")
+    made = (rp.masks, rp.trained, rp.report, paths.rewind, paths.timesteps)
+    write_done(rp.done, paths.root, existing(made))
     rp.checkpoint.unlink(missing_ok=True)
 
 
-def load_round(rp: RoundPaths) -> tuple[Graph, Masks, dict[str, Any]]:
-    """A finished round as an earlier process left it: (trained graph, masks, report)."""
-    trained = read_graph(rp.trained)
-    masks, _ = load_masks(rp.masks)
-    report: dict[str, Any] = json.loads(rp.report.read_text())
-    return trained, masks, report
+def load_round(
+    rp: RoundPaths, paths: RunPaths
+) -> tuple[tuple[Graph, Masks, dict[str, Any]] | None, list[Path]]:
+    """A finished round as an earlier process left it: ((trained graph, masks, report), []).
+
+    ``(None, damaged files)`` when a file it wrote is missing, damaged or changed: those files
+    and the round's own are removed, so the round runs again (and, being deterministic, writes
+    the same bytes).
+    """
+    bad = damaged_files(rp.done, paths.root)
+    if not bad:
+        try:
+            trained = read_graph(rp.trained)
+            masks, _ = load_masks(rp.masks)
+            report = read_json(rp.report)
+            if not isinstance(report, dict):
+                raise DamagedFileError(rp.report, "not a round report")
+            return (trained, masks, report), []
+        except UticompileError:  # a marker of older runs, which lists no checksums
+            bad = [rp.trained, rp.masks, rp.report]
+    remove([*bad, *rp.artifacts])
+    return None, bad
 
 
 def round_report(

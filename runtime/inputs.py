@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from uticompile.errors import ConfigError
 from uticompile.mapfile import Mapping
 
 if TYPE_CHECKING:  # the caller loads the dataset (resizing some needs torch; running does not)
@@ -31,15 +32,30 @@ def normalize(x_uint8: np.ndarray, mean: Sequence[float], std: Sequence[float]) 
     return (x_uint8.astype(np.float32) / np.float32(255.0) - m) / s
 
 
+def check_samples(
+    samples: int, data: Dataset, *, split: str = "test", option: str = "samples"
+) -> None:
+    """Refuse more images than the split holds: a silent clamp would report a run of fewer
+    samples than asked for (and compare runs of different sizes)."""
+    available = len(data.x_test if split == "test" else data.x_train)
+    if samples > available:
+        raise ConfigError(
+            f"{option} {samples} is more than the {available} images of the {data.name} "
+            f"{split} split",
+            option=option,
+        )
+
+
 def quantized_test_batches(
     m: Mapping, data: Dataset, samples: int, batch_size: int, *, split: str = "test"
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The first ``samples`` images of ``split`` (in order, unaugmented), quantized to the
-    mapping's input format."""
+    mapping's input format. Raises ConfigError if the split holds fewer."""
     frac, bits = int(m.model["input_frac_bits"]), int(m.model["input_bits"])
+    check_samples(samples, data, split=split)
     xs, ys = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
     out = []
-    stop = min(samples, len(xs))
+    stop = samples
     for i in range(0, stop, batch_size):
         j = min(i + batch_size, stop)
         x = normalize(xs[i:j], data.mean, data.std)

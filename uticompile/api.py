@@ -306,6 +306,7 @@ def map_model(
     bits: int = 16,
     placement: str = "auto",
     calibration: int = 64,
+    weight_encoding: str = "wsp",
     hw: HardwareConfig | PathLike | None = None,
     dataset: str = "digits",
     data_dir: str | Path | None = None,
@@ -314,24 +315,26 @@ def map_model(
 
     ``placement`` (auto, sorted, contiguous) decides which PE holds which filter; ``auto`` and
     ``sorted`` weigh costs on the spikes of the first ``calibration`` training images of
-    ``dataset`` (0: nonzero weight counts). ``hw``: a HardwareConfig, a hardware TOML path, or
-    None for the defaults. The model's ONNX bytes are hashed into the mapping, so
-    ``run(..., check=model)`` can verify it.
+    ``dataset`` (0: nonzero weight counts). ``weight_encoding`` (wsp, compact, auto) is how
+    tiles store weights (docs/mapping-format.md 2.5; results never change). ``hw``: a
+    HardwareConfig, a hardware TOML path, or None for the defaults. The model's ONNX bytes are
+    hashed into the mapping, so ``run(..., check=model)`` can verify it.
     """
     from uticompile.onnx_export import serialize, to_onnx
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_graph
     from uticompile.passes.pipeline import MapConfig
     from uticompile.workflow.recipes import map_for_dataset
 
     config = MapConfig(
-        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
-    )
+        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration,
+        weight_encoding=weight_encoding,
+    )  # fmt: skip
     if isinstance(model, Graph):
         graph, source = model, serialize(to_onnx(model))
     else:
         path = Path(model)
         source = path.read_bytes() if path.is_file() else b""
-        graph = from_onnx(load_onnx(path))
+        graph = read_graph(path)
     module, mapping = map_for_dataset(
         graph, config, _hardware(hw).with_pes(pes), dataset, data_dir=data_dir, source=source
     )
@@ -360,7 +363,7 @@ def run(
     """
     from uticompile.mapfile import encode_mapping
     from uticompile.onnx_export import serialize, to_onnx
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_graph
     from uticompile.workflow.recipes import dataset_for_mapping, run_on_dataset
 
     if samples < 1:
@@ -390,7 +393,7 @@ def run(
         else:
             path = Path(check)
             source = path.read_bytes() if path.is_file() else b""
-            graph = from_onnx(load_onnx(path))
+            graph = read_graph(path)
         check_args = (encode_mapping(m), graph, source)
     return run_on_dataset(
         m, data, hardware, samples=samples, batch_size=batch_size, check=check_args

@@ -45,6 +45,17 @@ class OutputError(UticompileError):
     """An output cannot be written: no space, read-only, a parent that is a file, a bad path."""
 
 
+class DamagedFileError(UticompileError):
+    """A file a run directory (or a checkpoint) holds is unreadable or not what was written.
+
+    ``path`` names it, so a resumable runner can remove it and redo the work that made it.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: damaged ({reason})")
+        self.path = path
+
+
 class TrainingDivergedError(UticompileError):
     """The training loss became NaN or infinite (learning rate or weight decay too large)."""
 

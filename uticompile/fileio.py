@@ -29,6 +29,9 @@ _REASONS = {
 }
 
 
+PROBE_BYTES = 64 << 10  # check_writable_dir's probe: more than a tmpfs/ext4 block or two
+
+
 def _reason(exc: OSError) -> str:
     return _REASONS.get(exc.errno or 0, exc.strerror or type(exc).__name__)
 
@@ -96,15 +99,16 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def check_writable_dir(path: str | os.PathLike[str]) -> None:
     """Before long work (training), prove files can be written in ``path`` (or, while it does not
-    exist yet, in its parent) by writing and removing an empty one: a full or read-only disk is
-    then refused at once, not after the first epoch."""
+    exist yet, in its parent) by writing and removing a small one: a full or read-only disk is
+    then refused at once, not after the first epoch. The probe holds data (an empty file needs
+    no free block, so it would pass on a full disk)."""
     if not os.fspath(path):
         raise OutputError("output path is empty")
     directory = Path(path)
     if not directory.exists():
         directory = directory.parent
     probe = directory / ".uticompile-write-check"
-    atomic_write_bytes(probe, b"")
+    atomic_write_bytes(probe, bytes(PROBE_BYTES))
     with contextlib.suppress(OSError):
         os.unlink(probe)
 

@@ -4,6 +4,8 @@ option checks can never disagree about what a mapping or a spike file may hold.
 
 from __future__ import annotations
 
+from uticompile.errors import ConfigError
+
 MAX_TIMESTEPS = 64
 """Spike codes hold at most 64 timesteps (one u64 bit each)."""
 MAX_DIM = 65535
@@ -30,3 +32,18 @@ HARDWARE_RANGES: dict[str, tuple[int, int]] = {
 # Largest weight magnitude an imported model may hold: beyond it, scaling and quantization
 # overflow float32 long before any real network's weights get there.
 MAX_ABS_WEIGHT = 1e30
+
+
+def check_pes(pes: int) -> None:
+    """PEs per group: the one rule that ``map``, ``prune``, ``shrink`` and ``compare`` share."""
+    if pes < 1:
+        raise ConfigError(f"pes must be >= 1, got {pes}", option="pes")
+    if pes > MAX_PES:
+        raise ConfigError(f"pes must be <= {MAX_PES} (the mapped format's limit), got {pes}",
+                          option="pes")  # fmt: skip
+
+
+def check_timesteps(value: int, option: str) -> None:
+    """A timestep count: spike codes hold at most ``MAX_TIMESTEPS``."""
+    if not 1 <= value <= MAX_TIMESTEPS:
+        raise ConfigError(f"{option} must lie in 1..{MAX_TIMESTEPS}, got {value}", option=option)

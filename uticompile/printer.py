@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 
 from uticompile.ir import Graph
-from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, PLACEMENT_NAMES, Mapping
+from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, PLACEMENT_NAMES, RESET_CODES, Mapping
 
 
 def _attr(value: object) -> str:
@@ -71,10 +71,14 @@ def format_mapping(m: Mapping) -> str:
                          f"groups={int(rec['groups'])} tiles={count} nnz={nnz}")  # fmt: skip
             if int(rec["placement"]):
                 parts.append(f"placement={PLACEMENT_NAMES[int(rec['placement'])]}")
+            compact = int(m.tiles[first : first + count]["encoding"].astype(bool).sum())
+            if compact:  # 1.2: WSP (the default) is not printed
+                parts.append(f"compact_tiles={compact}")
         if kind == "ENCODE":
             parts.append(f"shift={int(rec['shift0'])}")
         if kind == "LIF":
-            reset = "hard" if int(rec["reset"]) == 0 else "subtract"
+            names = {code: name for name, code in RESET_CODES.items()}
+            reset = names.get(int(rec["reset"]), str(int(rec["reset"])))
             leak = f"{int(rec['leak_mult'])}/2^{int(rec['leak_shift'])}"
             parts.append(f"threshold={int(rec['threshold'])} leak={leak} reset={reset}")
         if kind == "ADD":

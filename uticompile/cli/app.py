@@ -16,7 +16,21 @@ from uticompile.cli.options import EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, flag_me
 from uticompile.errors import InvariantError, UticompileError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """click turns ``EOFError`` into ``Abort`` (as if Ctrl-C was pressed, exit 130): here it is
+    what it is when no command reads a terminal, a file that ended early: a user error."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except EOFError as exc:
+            detail = f": {exc}" if str(exc) else ""
+            raise UticompileError(
+                f"an input file ended unexpectedly (empty or truncated){detail}"
+            ) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(uticompile.__version__, prog_name="uticompile")
 def cli() -> None:
     """uticompile: train, prune, map and run workload-balanced sparse spiking neural networks."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from uticompile.cli.options import emit, json_option
-from uticompile.interop.nir_time import COMPARES, DEFAULT_DT
+from uticompile.interop.nir_time import COMPARES, DEFAULT_DT, IMPORT_RESETS
 
 _dt_option = click.option(
     "--dt",
@@ -30,15 +30,27 @@ _dt_option = click.option(
     show_default=True,
     help="Spike when v >= threshold (SpikingJelly) or v > threshold (snnTorch).",
 )
+@click.option(
+    "--reset",
+    type=click.Choice(tuple(IMPORT_RESETS)),
+    default="zero",
+    show_default=True,
+    help="What follows a spike, which NIR files do not say: zero (SpikingJelly; snnTorch "
+    'reset_mechanism="zero") or subtract (snnTorch\'s default; with --compare gt).',
+)
 @json_option
 def import_nir_cmd(
-    model: Path, output: Path, timesteps: int, dt: float, compare: str, as_json: bool
+    model: Path, output: Path, timesteps: int, dt: float, compare: str, reset: str, as_json: bool
 ) -> None:
     """Convert a NIR graph (SpikingJelly, snnTorch, ...) into a uticompile ONNX model."""
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.interop.nir_import import import_nir
     from uticompile.onnx_export import save_onnx
 
-    graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare)
+    check_outputs_distinct({"-o": output}, {"MODEL": model})
+    check_target(output)
+
+    graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare, reset=reset)
     save_onnx(graph, output)
     neurons = sum(1 for _ in graph.lif_nodes())
     summary = {
@@ -63,10 +75,13 @@ def import_nir_cmd(
 @_dt_option
 def export_nir_cmd(model: Path, output: Path, dt: float) -> None:
     """Write a uticompile ONNX model as a NIR graph (BatchNorm folded, LIF in float64)."""
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.interop.nir_export import export_nir
     from uticompile.onnx_import import read_graph
     from uticompile.passes.fold_batchnorm import FoldBatchNorm
 
+    check_outputs_distinct({"-o": output}, {"MODEL": model})
+    check_target(output)
     export_nir(FoldBatchNorm()(read_graph(model)).module, output, dt=dt)
     click.echo(f"wrote {output}")
 

@@ -192,3 +192,9 @@ def search_options(command: Callable[..., Any]) -> Callable[..., Any]:
         help="ET ticket: T of the search rounds, or 'auto' (the KL criterion after dense "
         "epoch 2; the final round uses the model's T).",
     )(command)
+
+
+def warn_redo(step: str, damaged: tuple[str, ...]) -> None:
+    """A resumed run found a finished step's files damaged: say which, and that it runs again."""
+    files = ", ".join(damaged) or "its files"
+    click.echo(f"uticompile: {step}: {files} missing or damaged; running it again", err=True)

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from uticompile.cli.options import emit, fast_path_options, search_options, step_bar
+from uticompile.cli.options import (
+    emit,
+    fast_path_options,
+    search_options,
+    step_bar,
+    warn_redo,
+)
 
 
 def _round_row(report: dict[str, Any]) -> str:
@@ -149,6 +155,8 @@ def prune(
             )
         elif event.kind == "step":
             state["step"](event.step)
+        elif event.kind == "redo":
+            warn_redo(f"round {event.round}", event.damaged)
         elif event.kind == "round_end" and event.report is not None:
             bars.close()
             if not as_json:

@@ -20,7 +20,11 @@ def show(path: Path) -> None:
 
     with open(path, "rb") if path.is_file() else _missing(path) as handle:
         head = handle.read(len(MAGIC_UTM))
-    if head == MAGIC_UTM:
+    mapped = head == MAGIC_UTM or path.suffix.lower() == ".utm"
+    if not head:
+        kind = "mapped binary" if mapped else "file: neither a mapped binary nor an ONNX model"
+        raise UticompileError(f"{path}: empty {kind} (0 bytes: truncated or never written)")
+    if mapped:  # a truncated or damaged .utm gets the mapped-binary reader's error
         click.echo(format_mapping(read_mapping(path)), nl=False)
     else:
         click.echo(format_graph(read_graph(path), digests=True), nl=False)

@@ -16,6 +16,7 @@ from uticompile.cli.options import (
     hw_option,
     json_option,
     step_bar,
+    warn_redo,
 )
 
 
@@ -62,16 +63,22 @@ def shrink(
     as_json: bool, **options: Any,
 ) -> None:  # fmt: skip
     """Spatio-temporal pruning: PCA channel widths, then fewer timesteps; writes SMALL.onnx."""
+    from uticompile.fileio import check_outputs_distinct, check_target
     from uticompile.passes.pca_widths import DEFAULT_VARIANCE
     from uticompile.passes.timestep_schedule import DEFAULT_SCHEDULE, parse_schedule
     from uticompile.shrink import ShrinkConfig, ShrinkEvent
     from uticompile.shrink import shrink as run
+    from uticompile.shrink.api import default_run_dir
     from uticompile.shrink.report import text_report
 
     schedule = None if timesteps is None else parse_schedule(timesteps)
     if variance is None and schedule is None:
         variance, schedule = DEFAULT_VARIANCE, DEFAULT_SCHEDULE
     config = ShrinkConfig(dataset=dataset, variance=variance, timesteps=schedule, **options)
+    run_path = run_dir if run_dir is not None else default_run_dir(output)
+    check_outputs_distinct({"-o": output, "--run-dir": run_path},
+                           {"MODEL": model, "--hw": hw_path})  # fmt: skip
+    check_target(output)
     bars = ExitStack()
     state: dict[str, Any] = {}
 
@@ -90,6 +97,8 @@ def shrink(
             state["pca_seen"] = e.count
         elif e.kind == "step":
             state["step"](e.step)
+        elif e.kind == "redo":
+            warn_redo(f"stage {e.stage}", e.damaged)
         elif e.kind == "stage_end" and e.report is not None:
             bars.close()
             state.clear()

@@ -160,10 +160,9 @@ def eval_(model: Path, dataset: str, data_dir: Path | None, batch_size: int, as_
     """Accuracy and per-layer spike sparsity of MODEL, run in onnxruntime."""
     from uticompile.datasets import load_dataset_for
     from uticompile.models.ort_eval import evaluate_onnx
-    from uticompile.onnx_import import from_onnx, load_onnx
+    from uticompile.onnx_import import read_model
 
-    proto = load_onnx(model)
-    graph = from_onnx(proto)
+    proto, graph = read_model(model)
     data = load_dataset_for(
         dataset, input_shape=graph.input_shape, num_classes=graph.num_classes, data_dir=data_dir
     )

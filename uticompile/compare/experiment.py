@@ -40,7 +40,7 @@ from uticompile.passes.lottery import (
     run_lottery,
 )
 from uticompile.passes.pipeline import calibrated, input_bound
-from uticompile.runtime.inputs import quantized_test_batches
+from uticompile.runtime.inputs import check_samples, quantized_test_batches
 from uticompile.runtime.simulate import simulate
 from uticompile.shrink import ShrinkEvent
 from uticompile.workflow.calibrated_map import map_calibrated
@@ -295,6 +295,7 @@ def run_compare(
     out = Path(results_dir)
     model_path = Path(model_path)
     graph, data, train_data = load_inputs(model_path, config)
+    check_samples(config.samples, data)  # before any training
     hw = load_hardware(config.hw_path)
     bound = input_bound(data.mean, data.std)
 

@@ -25,6 +25,7 @@ from uticompile.mapfile.records import (
     VERSION,
     Mapping,
     meta_text,
+    required_version,
 )
 from uticompile.mapfile.validate import validate
 
@@ -60,6 +61,9 @@ def _records(a: np.ndarray, dtype: np.dtype, what: str, ndim: int) -> np.ndarray
 def encode_mapping(m: Mapping) -> bytes:
     """The ``.utm`` bytes of ``m``: deterministic, and valid (``MappingFormatError`` if not).
 
+    The header says the lowest version that expresses ``m`` (``required_version``): 1.1 unless a
+    1.2 feature is used (a compact tile, a SUMPOOL window, LIF reset 2).
+
     Strings are stored in first-use order (model name, then layer names) and META as canonical
     JSON. Raises TypeError/ValueError for arrays of the wrong dtype or shape.
     """
@@ -82,7 +86,12 @@ def encode_mapping(m: Mapping) -> bytes:
     if not isinstance(m.meta, dict):
         raise TypeError(f"Mapping.meta must be a dict, got {type(m.meta).__name__}")
     meta = meta_text(m.meta)
-    validate(model, layers, tiles, wsp, len(bias), strict=True, what=f"mapping {m.name!r}")
+    # 1.1 unless a newer feature (a compact tile, a SUMPOOL window, LIF reset 2) is used
+    version = required_version(layers, tiles)
+    validate(
+        model, layers, tiles, wsp, len(bias), strict=True, what=f"mapping {m.name!r}",
+        minor=version[1],
+    )  # fmt: skip
     sections = [
         (b"MODL", model.tobytes()),
         (b"LAYR", layers.tobytes()),
@@ -92,7 +101,7 @@ def encode_mapping(m: Mapping) -> bytes:
         (b"STRS", strs),
         (b"META", meta.encode("utf-8")),
     ]
-    return write_container(MAGIC_UTM, sections, version=VERSION)
+    return write_container(MAGIC_UTM, sections, version=version)
 
 
 def write_mapping(m: Mapping, path: str | os.PathLike[str]) -> None:
@@ -133,7 +142,7 @@ def decode_mapping(data: bytes | bytearray | memoryview, *, what: str = "mapping
         bad = np.flatnonzero(layers["placement"])
         if bad.size:
             fail(f"LAYR[{int(bad[0])}]: reserved bytes are not zero")
-    validate(model, layers, tiles, wsp, len(bias), strict=strict, what=what)
+    validate(model, layers, tiles, wsp, len(bias), strict=strict, what=what, minor=minor)
     strs = np.frombuffer(sec[b"STRS"], np.uint8)
     name_offsets = np.concatenate([[int(model["name"])], layers["name"].astype(np.int64)])
     names = _resolve_strings(strs, name_offsets, what)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from uticompile.datasets import Dataset
-from uticompile.errors import ConfigError
+from uticompile.errors import ConfigError, DamagedFileError, UticompileError
 from uticompile.fileio import atomic_write_text
 from uticompile.hardware import HardwareConfig, load_hardware
 from uticompile.ir import Graph
@@ -33,6 +33,15 @@ from uticompile.passes.lottery import graph_digest, round_seed
 from uticompile.passes.pca_widths import pca_spectra
 from uticompile.passes.resize_channels import resize_channels, shared_widths
 from uticompile.passes.timestep_schedule import check_schedule, choose_timesteps
+from uticompile.rundir import (
+    damaged_files,
+    prepare_run_dir,
+    read_json,
+    redo_if_damaged,
+    remove,
+    write_done,
+)
+from uticompile.runtime.inputs import check_samples
 from uticompile.shrink.config import ShrinkConfig
 from uticompile.shrink.cost import mapped_cost, model_size
 from uticompile.shrink.paths import ShrinkPaths, StagePaths
@@ -46,7 +55,8 @@ class ShrinkEvent:
     """Progress for callers (the CLI draws bars from it; the library never prints).
 
     ``kind``: ``stage_start``, ``pca`` (``count`` images measured so far of ``total``), ``step``
-    (with ``step``), ``stage_end`` (with ``report``; ``resumed`` when read back from disk).
+    (with ``step``), ``stage_end`` (with ``report``; ``resumed`` when read back from disk),
+    ``redo`` (with ``damaged``: a finished stage whose files were since damaged runs again).
     """
 
     kind: str
@@ -54,6 +64,7 @@ class ShrinkEvent:
     step: StepInfo | None = None
     report: dict[str, Any] | None = None
     resumed: bool = False
+    damaged: tuple[str, ...] = ()
     count: int = 0
     total: int = 0
 
@@ -107,24 +118,6 @@ def shrink_identity(graph: Graph, data: Dataset, config: ShrinkConfig) -> dict[s
     }
 
 
-def _prepare(paths: ShrinkPaths, identity: dict[str, Any], resume: bool) -> None:
-    text = _dump(identity)
-    if paths.root.exists() and any(paths.root.iterdir()):
-        if not resume:
-            raise ConfigError(
-                f"run directory {paths.root} is not empty: pass --resume to continue it "
-                "or choose another directory"
-            )
-        if not paths.config.exists() or json.loads(paths.config.read_text()) != json.loads(text):
-            raise ConfigError(
-                f"run directory {paths.root} holds a run with other options (or another model "
-                "or dataset); choose another directory"
-            )
-        return
-    paths.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(paths.config, text)
-
-
 class _Stages:
     """Runs (or reads back) one stage at a time; shared state of one run."""
 
@@ -153,6 +146,25 @@ class _Stages:
             "cost": mapped_cost(graph, self.data, cfg.map_config(), self.hw, cfg.run_samples),
         }
 
+    def read_back(self, name: str, paths: StagePaths) -> tuple[Graph, dict[str, Any]] | None:
+        """A stage an earlier process finished; None (its files removed, so it runs again)
+        when one of them is missing, damaged or changed."""
+        bad = damaged_files(paths.done, paths.root)
+        if not bad:
+            try:
+                report = read_json(paths.report)
+                if not isinstance(report, dict):
+                    raise DamagedFileError(paths.report, "not a stage report")
+                graph = read_graph(paths.model)
+            except UticompileError:  # a marker of older runs, which lists no checksums
+                bad = [paths.model, paths.report]
+            else:
+                self.emit(ShrinkEvent("stage_end", name, report=report, resumed=True))
+                return graph, report
+        remove([*bad, paths.model, paths.report, paths.checkpoint, paths.done])
+        self.emit(ShrinkEvent("redo", name, damaged=tuple(str(p) for p in bad)))
+        return None
+
     def run(
         self,
         name: str,
@@ -163,9 +175,9 @@ class _Stages:
         """Train ``start()`` (``seed`` None: take it as it is) into stage ``name``."""
         self.emit(ShrinkEvent("stage_start", name))
         if paths.done.exists():
-            report = json.loads(paths.report.read_text())
-            self.emit(ShrinkEvent("stage_end", name, report=report, resumed=True))
-            return read_graph(paths.model), report
+            done = self.read_back(name, paths)
+            if done is not None:
+                return done
         paths.root.mkdir(parents=True, exist_ok=True)
         graph = start()
         epochs = 0
@@ -175,18 +187,22 @@ class _Stages:
                 self.emit(ShrinkEvent("step", name, step=info))
 
             epochs = self.config.epochs
-            graph = train(
-                graph,
-                self.data,
-                self.config.train_config(seed),
-                checkpoint=paths.checkpoint,
-                on_step=on_step,
+            start_graph = graph
+            graph = redo_if_damaged(
+                paths.checkpoint,
+                lambda: train(
+                    start_graph,
+                    self.data,
+                    self.config.train_config(seed),
+                    checkpoint=paths.checkpoint,
+                    on_step=on_step,
+                ),
             ).graph
         save_onnx(graph, paths.model)
         graph = read_graph(paths.model)  # what a resumed run reads: one source of truth
         report = self.report(name, graph, epochs)
         atomic_write_text(paths.report, _dump(report))
-        atomic_write_text(paths.done, "")
+        write_done(paths.done, paths.root, [paths.model, paths.report])
         paths.checkpoint.unlink(missing_ok=True)
         self.emit(ShrinkEvent("stage_end", name, report=report))
         return graph, report
@@ -196,8 +212,11 @@ def _spectra(
     graph: Graph, data: Dataset, config: ShrinkConfig, paths: ShrinkPaths, stages: _Stages
 ) -> list[dict[str, Any]]:
     if paths.spectrum.exists():
-        layers: list[dict[str, Any]] = json.loads(paths.spectrum.read_text())["layers"]
-        return layers
+        try:
+            layers: list[dict[str, Any]] = read_json(paths.spectrum)["layers"]
+            return layers
+        except (DamagedFileError, TypeError, KeyError):
+            remove([paths.spectrum])  # measured again below
     assert config.variance is not None
     seen = [0]
 
@@ -231,8 +250,14 @@ def run_shrink(
     graph.validate()
     if config.timesteps is not None:
         check_schedule(config.timesteps, graph.timesteps)
+    check_samples(config.run_samples, data, option="run_samples")
     paths = ShrinkPaths(Path(run_dir))
-    _prepare(paths, shrink_identity(graph, data, config), resume)
+    if not resume and paths.root.is_dir() and any(paths.root.iterdir()):
+        raise ConfigError(
+            f"run directory {paths.root} is not empty: pass --resume to continue it "
+            "or choose another directory"
+        )
+    prepare_run_dir(paths.root, paths.config, shrink_identity(graph, data, config), resume)
     stages = _Stages(data, config, hw if hw is not None else load_hardware(None), on_event or (
         lambda _e: None))  # fmt: skip
     summary: dict[str, Any] = {"config": asdict(config)}

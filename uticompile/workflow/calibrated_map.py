@@ -46,9 +46,8 @@ def map_calibrated(
         return map_graph(graph, config, hw, bound, source)
     first = compile_graph(graph, replace(config, placement="contiguous"), hw, bound)
     m = to_mapping(first)
-    batches = quantized_test_batches(
-        m, data, config.calibration, CALIBRATION_BATCH, split=CALIBRATION_SPLIT
-    )
+    count = min(config.calibration, len(data.x_train))  # "up to": a small split weighs all
+    batches = quantized_test_batches(m, data, count, CALIBRATION_BATCH, split=CALIBRATION_SPLIT)
     hits = calibration_hits(m, [x for x, _ in batches])
     return map_graph(graph, config, hw, bound, source, hits=hits, calibration_dataset=data.name)
 

@@ -17,7 +17,7 @@ from uticompile.ir import Graph
 from uticompile.mapfile import Mapping
 from uticompile.passes.pipeline import MapConfig, input_bound
 from uticompile.runtime.budget import check_run_budget
-from uticompile.runtime.inputs import quantized_test_batches
+from uticompile.runtime.inputs import check_samples, quantized_test_batches
 from uticompile.runtime.simulate import Simulation, simulate
 from uticompile.workflow.calibrated_map import map_calibrated, recompile
 
@@ -67,6 +67,7 @@ def run_on_dataset(
     check_run_budget(m, min(samples, batch_size), 0, None)  # before the images are loaded
     if not isinstance(data, Dataset):
         data = data()
+    check_samples(samples, data)  # before the --check recompile
     checker = None
     if check is not None:
         from uticompile.runtime.check import Checker
