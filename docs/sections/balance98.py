@@ -202,7 +202,9 @@ def _body(workdir: Path) -> str:
         "The wall time above is that of the run behind these tables, which overlapped the jobs "
         "more than the command list does (the VGG-16 baseline ran beside the vgg_small "
         "variants; each VGG-16 variant took its round 0 as a byte copy of the baseline's, which "
-        "is what it computes: round 0 does not depend on the balancing). Training wall time per "
+        "is what it computes: round 0 does not depend on the balancing; the `magnitude` runs were "
+        "added after the others had finished, and the figure adds their time). Training wall "
+        "time per "
         "run, from the reports: "
         + ", ".join(
             f"{n} {v} {_load(workdir / f'{n}_{v}.json')['search_seconds']['total'] / 60:.0f} min"
