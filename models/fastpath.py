@@ -42,7 +42,7 @@ class FastPaths:
     def prepare(self, net: nn.Module) -> None:
         """Move the network's parameters to channels-last when asked."""
         if self.channels_last:
-            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            net.to(memory_format=torch.channels_last)
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
