@@ -149,8 +149,8 @@ def shrink(
                 )
 
     with bars:
-        result = run(model, output, config, run_dir=run_dir, data_dir=data_dir,
-                     hw_path=hw_path, resume=resume, on_event=on_event)  # fmt: skip
+        result = run(model, output, config, run_dir=run_dir, data_dir=data_dir, hw_path=hw_path,
+                     resume=resume, train_limit=train_limit, on_event=on_event)  # fmt: skip
     if as_json:
         payload = {"model": str(model), "output": str(output), "run_dir": str(result.run_dir),
                    **result.summary}  # fmt: skip
