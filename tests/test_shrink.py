@@ -318,6 +318,15 @@ def test_results_generator_renders_a_shrink_report(
     assert "## tiny on digits" in md
     assert "| lif1 |" in md
     assert "| T1 | 1 |" in md
+    assert "### How the timestep stages trained" in md  # epochs used, why stopped, the curve
+    t2 = result.summary["temporal"]["stages"][1]
+    assert f"| T2 | {t2['epochs']} of 3 | {t2['stopped']} | {t2['best_epoch']} |" in md
+    old = json.loads(json.dumps(result.summary))  # a report from before stages recovered
+    del old["temporal"]["reference_validation_accuracy"]
+    (tmp_path / "old.shrunk.json").write_text(json.dumps(old))
+    assert "were made before stages trained until accuracy recovered" in module.render(
+        tmp_path, ["old"]
+    )
     assert "Not measured (no shrink report" in md  # the absent model
     assert "10-14x" in md
 
