@@ -168,7 +168,8 @@ def train(
         return _train(graph, data, config, masks or {}, state, fast, ckpt, on_step, on_epoch_end)
     if config.batch_size < group.size:
         raise ConfigError(
-            f"--batch-size {config.batch_size} is smaller than the {group.size} processes"
+            f"batch_size {config.batch_size} is smaller than the {group.size} processes",
+            option="batch_size",
         )
     job = {"graph": graph, "data": data, "config": config, "masks": dict(masks or {})}
     group.send({**job, "state": state, "fast": fast})

@@ -391,7 +391,7 @@ def test_inspect_encode_and_run_work_without_torch(
 
 
 #: Libraries that must not know their callers' flags (the CLI maps ``option`` to a flag).
-FLAG_FREE = ("passes", "uticompile/shrink")
+FLAG_FREE = ("passes", "models", "uticompile/shrink")
 
 
 def flag_strings(path: Path) -> list[str]:
