@@ -1,8 +1,9 @@
 """Multi-step LIF neurons with surrogate gradients (PyTorch).
 
 The forward pass computes exactly what the ONNX LIF function computes, operation by operation in
-float32 (leak*u + gain*x, compare with >=, reset), so the two engines agree bit for bit on the
-spikes whenever they agree on the membrane inputs.
+float32 (leak*u + gain*x, compare with >=, reset; for ``subtract-after-leak``: leak*u + gain*x,
+minus the threshold where the previous step fired, compare with >), so the two engines agree bit
+for bit on the spikes whenever they agree on the membrane inputs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from uticompile.ir import LIFParams
+from uticompile.ir import SUBTRACT_AFTER_LEAK, LIFParams
 
 
 class _Spike(torch.autograd.Function):
@@ -51,10 +52,16 @@ def integrate(xt: torch.Tensor, p: LIFParams) -> tuple[torch.Tensor, torch.Tenso
     u = torch.zeros_like(xt[0])
     spikes = torch.empty_like(xt)
     membranes = torch.empty_like(xt)
+    after_leak = p.reset == SUBTRACT_AFTER_LEAK
     for t in range(xt.shape[0]):
         # x * 1.0 == x bit for bit, so the common gain of 1 skips a pass.
         u = torch.add(p.leak * u, xt[t] if p.gain == 1.0 else p.gain * xt[t], out=membranes[t])
         s = spikes[t]
+        if after_leak:  # the previous spike's threshold comes off after the decay; fires on >
+            if t:
+                u.sub_(spikes[t - 1] * p.threshold)
+            s.copy_(u - p.threshold > 0)
+            continue
         s.copy_(u - p.threshold >= 0)
         u = u * (1 - s) if p.reset == "hard" else u - s * p.threshold
     return spikes, membranes
@@ -84,10 +91,16 @@ class _MultiStepLIF(torch.autograd.Function):
         T = membranes.shape[0]
         grad_x = torch.empty_like(membranes)
         grad_h: torch.Tensor | None = None  # d loss / d (membrane after step t's reset)
+        grad_next: torch.Tensor | None = None  # d loss / d u_{t+1}
         for t in reversed(range(T)):
             u, s, grad_s = membranes[t], spikes[t], grad_out[t]
             grad_u_reset: torch.Tensor | None = None
-            if grad_h is not None:
+            if grad_next is not None and p.reset == SUBTRACT_AFTER_LEAK:
+                # u_{t+1} = leak * u_t + gain * x - r_t * threshold
+                grad_u_reset = grad_h
+                if not p.detach_reset:
+                    grad_s = grad_s + -grad_next * p.threshold
+            elif grad_h is not None:
                 if p.reset == "hard":  # h = u * (1 - r)
                     grad_u_reset = grad_h * (1 - s)
                     if not p.detach_reset:
@@ -104,6 +117,7 @@ class _MultiStepLIF(torch.autograd.Function):
             else:
                 grad_x[t] = grad_u * p.gain
             grad_h = grad_u * p.leak
+            grad_next = grad_u
         # Autograd sums the T per-step gradients of x[t] into zero tensors, turning -0.0 into
         # +0.0; adding +0.0 does the same and changes nothing else.
         return (grad_x + 0.0 if T > 1 else grad_x), None

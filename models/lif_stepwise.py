@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import torch
 
-from uticompile.ir import LIFParams
+from uticompile.ir import SUBTRACT_AFTER_LEAK, LIFParams
 from uticompile.models.lif import surrogate_grad
 
 
 class _StepSpike(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, v, surrogate, alpha):  # type: ignore[no-untyped-def]
+    def forward(ctx, v, surrogate, alpha, strict):  # type: ignore[no-untyped-def]
         ctx.save_for_backward(v)
         ctx.surrogate, ctx.alpha = surrogate, alpha
-        return (v >= 0).to(v.dtype)
+        return (v > 0 if strict else v >= 0).to(v.dtype)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def]
         (v,) = ctx.saved_tensors
-        return grad * surrogate_grad(v, ctx.surrogate, ctx.alpha), None, None
+        return grad * surrogate_grad(v, ctx.surrogate, ctx.alpha), None, None, None
 
 
 def stepwise_lif(p: LIFParams, x: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -30,10 +30,15 @@ def stepwise_lif(p: LIFParams, x: torch.Tensor, timesteps: int) -> torch.Tensor:
     xt = x.reshape(timesteps, -1, *x.shape[1:])
     u = torch.zeros_like(xt[0])
     out = []
+    after_leak = p.reset == SUBTRACT_AFTER_LEAK
+    r = None
     for t in range(timesteps):
         u = p.leak * u + p.gain * xt[t]
-        s = _StepSpike.apply(u - p.threshold, p.surrogate, p.alpha)
+        if after_leak and r is not None:  # snnTorch's order: decay, input, then the subtraction
+            u = u - r * p.threshold
+        s = _StepSpike.apply(u - p.threshold, p.surrogate, p.alpha, after_leak)
         r = s.detach() if p.detach_reset else s
-        u = u * (1 - r) if p.reset == "hard" else u - r * p.threshold
+        if not after_leak:
+            u = u * (1 - r) if p.reset == "hard" else u - r * p.threshold
         out.append(s)
     return torch.stack(out).reshape(x.shape)

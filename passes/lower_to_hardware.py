@@ -3,12 +3,18 @@
 - the first conv, which feeds ``DirectEncode``, becomes ``ENCODE`` (the analog layer, run once);
 - conv -> ``CONV``, linear -> ``FC``, max-pool -> ``MAXPOOL`` (an OR on spikes), add -> ``ADD``,
   flatten -> ``FLATTEN``;
-- global average pooling -> ``SUMPOOL`` (spike counts), its 1/(H*W) folded into the next ``FC``'s
-  weights so the hardware never divides; an imported (NIR) average or sum pool whose window is the
-  whole feature map is the same layer (a sum pool without the division);
+- average and sum pooling -> ``SUMPOOL`` (spike counts per window; global pooling is the window of
+  the whole map). An average's 1/(kh*kw) is multiplied (in float64) into the weights of the
+  ``CONV`` or ``FC`` that reads it, before quantization, so the hardware never divides: that layer
+  computes (W/k) . counts = W . (counts/k) with one rounding, W/k's own quantization. For k = kh*kw
+  a power of two the fold is exact: W/k is exact in float32 and its integers at 2^-(s + log2 k)
+  are W's at 2^-s, whenever the quantizer keeps those log2 k extra fraction bits (it does unless
+  the layer's bias or next threshold caps its scale, see passes/quantize.py). Window pools need no
+  padding (refused otherwise) and the format version 1.2;
 - the network ends with its classifier (``FC``), or with a ``LIF`` that reads it (spiking output);
 - LIF -> ``LIF`` with the input gain folded into the threshold: u = leak*u + g*x fires at theta
-  exactly when v = u/g, v = leak*v + x, fires at theta/g (hard or subtract reset alike).
+  exactly when v = u/g, v = leak*v + x, fires at theta/g (hard, subtract and subtract-after-leak
+  resets alike: each subtracts the threshold, theta/g in v's units).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ class LowerToHardware:
     def __call__(self, graph: Graph) -> PassResult:
         shapes = graph.shapes()
         index: dict[str, int] = {graph.input_name: NETWORK_INPUT}
-        divisor: dict[str, float] = {}  # value -> pending 1/(H*W) of a SUMPOOL
+        divisor: dict[str, float] = {}  # value -> pending 1/(kh*kw) of an average pool
         layers: list[HwLayer] = []
 
         def add(layer: HwLayer, value: str) -> None:
@@ -53,8 +59,11 @@ class LowerToHardware:
             x = node.inputs[0]
             in_shape, out_shape = _chw(shapes[x]), _chw(shapes[node.output])
             base = {"name": node.name, "in_shape": in_shape, "out_shape": out_shape}
-            if x in divisor and node.op not in ("Flatten", "Gemm"):
-                raise PassError(f"{node.name!r}: a global average pool must feed a linear layer")
+            if x in divisor and node.op not in ("Flatten", "Gemm", "Conv"):
+                raise PassError(
+                    f"{node.name!r}: an average pool must feed a conv or linear layer, "
+                    f"not {node.op} (its division is folded into that layer's weights)"
+                )
             if node.op == "DirectEncode":
                 producer = graph.producer(x)
                 if (
@@ -71,7 +80,7 @@ class LowerToHardware:
             if node.op in ("Conv", "Gemm"):
                 w = graph.params[node.inputs[1]]
                 b = graph.params[node.inputs[2]] if len(node.inputs) == 3 else np.zeros(w.shape[0])
-                if node.op == "Gemm" and x in divisor:
+                if x in divisor:
                     w = (w.astype(np.float64) * divisor[x]).astype(np.float32)
                 layer = HwLayer(
                     **base,  # type: ignore[arg-type]
@@ -98,19 +107,22 @@ class LowerToHardware:
                 layer.stride = node.ints("strides")  # type: ignore[assignment]
                 add(layer, node.output)
             elif node.op in ("GlobalAveragePool", "AveragePool", "SumPool"):
-                if node.op != "GlobalAveragePool" and (
-                    node.ints("kernel_shape") != in_shape[1:] or any(node.ints("pads"))
-                ):
-                    raise PassError(
-                        f"{node.name!r}: only pooling over the whole feature map has a hardware "
-                        "form (SUMPOOL); window pooling is not mapped"
-                    )
                 layer = HwLayer(**base, kind="SUMPOOL", inputs=(index[x],))  # type: ignore[arg-type]
-                layer.kernel = (in_shape[1], in_shape[2])
+                layer.kernel = (in_shape[1], in_shape[2])  # global: the whole map
                 layer.stride = layer.kernel
+                if node.op != "GlobalAveragePool":
+                    if any(node.ints("pads")):
+                        raise PassError(
+                            f"{node.name!r}: padded {node.op} has no hardware form "
+                            "(SUMPOOL windows are unpadded)"
+                        )
+                    layer.kernel = node.ints("kernel_shape")  # type: ignore[assignment]
+                    layer.stride = node.ints("strides")  # type: ignore[assignment]
+                if layers[index[x]].kind not in ("LIF", "MAXPOOL"):
+                    raise PassError(f"{node.name!r}: pooling must read spikes")
                 add(layer, node.output)
                 if node.op != "SumPool":
-                    divisor[node.output] = 1.0 / (in_shape[1] * in_shape[2])
+                    divisor[node.output] = 1.0 / (layer.kernel[0] * layer.kernel[1])
             elif node.op == "Flatten":
                 layer = HwLayer(**base, kind="FLATTEN", inputs=(index[x],))  # type: ignore[arg-type]
                 add(layer, node.output)

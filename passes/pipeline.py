@@ -28,8 +28,7 @@ from uticompile.mapfile import (
     LAYER_FLAG_BIAS,
     LAYR_DTYPE,
     MODL_DTYPE,
-    RESET_HARD,
-    RESET_SUBTRACT,
+    RESET_CODES,
     TILE_DTYPE,
     Mapping,
 )
@@ -182,7 +181,7 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
         if layer.kind == "LIF":
             rec["threshold"] = layer.threshold_q
             rec["leak_mult"], rec["leak_shift"] = layer.leak_mult, layer.leak_shift
-            rec["reset"] = RESET_HARD if layer.reset == "hard" else RESET_SUBTRACT
+            rec["reset"] = RESET_CODES[layer.reset]
         if layer.is_weight:
             assert layer.tiles is not None and layer.bias is not None
             rec["weight_bits"] = layer.weight_bits

@@ -117,9 +117,7 @@ class Quantize:
                 w = layer.weight
                 s = want[roots[i]]
                 q = quantize_weights(w, s, self.bits)
-                max_in = 1
-                if src and src[0].kind in ("SUMPOOL", "FLATTEN"):
-                    max_in = _count_bound(layers, layer)
+                max_in = _count_bound(layers, layer)
                 self._finish_weight_layer(layer, w, q, s, s, max_in, acc_max)
             elif layer.kind == "LIF":
                 f = src[0].frac_bits  # membranes are in the input's units; outputs are spikes
@@ -213,7 +211,7 @@ def _consumer_thresholds(layers: list[HwLayer]) -> dict[int, float]:
 
 
 def _count_bound(layers: list[HwLayer], layer: HwLayer) -> int:
-    """Largest input value of an FC: spike counts of a SUMPOOL window, else a spike (1)."""
+    """Largest input value of a CONV/FC: the spike count of a SUMPOOL window, else a spike (1)."""
     src = layers[layer.inputs[0]]
     while src.kind == "FLATTEN":
         src = layers[src.inputs[0]]

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import sparse
 
 from uticompile.errors import UticompileError
-from uticompile.mapfile import KIND_NAMES, Mapping
+from uticompile.mapfile import KIND_NAMES, RESET_HARD, RESET_SUBTRACT_AFTER_LEAK, Mapping
 from uticompile.mapstats import LayerWeights, layer_weights
 from uticompile.runtime.budget import CHUNK_BYTES, check_run_budget
 from uticompile.runtime.products import WeightMatrix, choose, product
@@ -227,7 +227,7 @@ class Engine:
             elif kind == "MAXPOOL":
                 y = _logical(self._maxpool(rec, _time_major(src)))
             elif kind == "SUMPOOL":
-                y = src.astype(np.int64).sum(axis=(3, 4), keepdims=True)
+                y = self._sumpool(rec, src)
             elif kind == "ADD":
                 a = src.astype(np.int64) << int(rec["shift0"])
                 b = outs[int(rec["input1"])].values.astype(np.int64) << int(rec["shift1"])
@@ -340,18 +340,35 @@ class Engine:
         assert out is not None
         return out if out.dtype == np.bool_ else out != 0
 
+    @staticmethod
+    def _sumpool(rec: np.void, x: np.ndarray) -> np.ndarray:
+        """Spike counts (int64) per window of [T, N, C, H, W]; no padding. A window of the whole
+        map is the global sum (the only SUMPOOL before format 1.2, whose stride is not read)."""
+        kh, kw = int(rec["kernel"][0]), int(rec["kernel"][1])
+        if (kh, kw) == x.shape[3:]:
+            return x.sum(axis=(3, 4), keepdims=True, dtype=np.int64)
+        sh, sw = int(rec["stride"][0]), int(rec["stride"][1])
+        oh, ow = int(rec["out_shape"][1]), int(rec["out_shape"][2])
+        out = np.zeros((*x.shape[:3], oh, ow), np.int64)
+        for i in range(kh):  # a loop over window offsets; each step adds whole tensors
+            for j in range(kw):
+                out += x[..., i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+        return out
+
     def _lif(self, rec: np.void, x: np.ndarray, n: int, bound: int) -> tuple[np.ndarray, int]:
         """Membranes over T timesteps; ``bound`` >= |input|. Where the leak's product and the
         sum provably fit, the membrane is int32 (half the memory traffic of int64)."""
         T = self.timesteps
         m, k = int(rec["leak_mult"]), int(rec["leak_shift"])
         theta = int(rec["threshold"])
-        hard = int(rec["reset"]) == 0
+        hard = int(rec["reset"]) == RESET_HARD
+        after_leak = int(rec["reset"]) == RESET_SUBTRACT_AFTER_LEAK
         analog = x.ndim == 4  # an ENCODE output drives every timestep
         # [T, N, F] after an FC, else [T, C, H, W, N] (an ENCODE output: T = 1)
         xs = np.ascontiguousarray(x) if x.ndim == 3 else _time_major(x[None] if analog else x)
         hi = 2 ** (self.acc_bits - 1)
-        narrow = hi * max(m, 1) < 2**31 and ((hi * m) >> k) + bound < 2**31
+        reduce = theta if after_leak else 0  # subtracted before the saturation (1.2)
+        narrow = hi * max(m, 1) < 2**31 and ((hi * m) >> k) + bound + reduce < 2**31
         u = np.zeros(xs.shape[1:], np.int32 if narrow else np.int64)
         fired = np.empty((T, *u.shape), bool)
         saturated = 0
@@ -361,8 +378,13 @@ class Engine:
                     np.multiply(u, m, out=u)
                 np.right_shift(u, k, out=u)
             np.add(u, xs[0 if analog else t], out=u, casting="unsafe")  # fits: see ``narrow``
+            if after_leak and t:  # the previous step's spike comes off after the decay
+                np.subtract(u, theta, out=u, where=fired[t - 1])
             u, bad = _saturate(u, self.acc_bits)
             saturated += bad
+            if after_leak:  # fires on >, keeps its membrane
+                np.greater(u, theta, out=fired[t])
+                continue
             fire = np.greater_equal(u, theta, out=fired[t])
             if hard:
                 np.copyto(u, 0, where=fire)

@@ -13,6 +13,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from uticompile.hwir import HwLayer, HwModule
+from uticompile.ir import SUBTRACT_AFTER_LEAK
 from uticompile.onnx_functions import IR_VERSION, OPSET
 
 INPUT = "x_q"
@@ -50,19 +51,40 @@ def _lif(b: _Builder, layer: HwLayer, x: str, timesteps: int, acc_bits: int) -> 
         reset = helper.make_node("Constant", [], ["reset_value"], value=_scalar(0.0))
     else:
         reset = helper.make_node("Sub", ["u", "theta"], ["reset_value"])
-    step = helper.make_graph(
-        [
-            helper.make_node("Mul", ["u_prev", "mult"], ["um"]),
-            helper.make_node("Div", ["um", "div"], ["ud"]),
-            helper.make_node("Floor", ["ud"], ["leaked"]),
+    leak = [
+        helper.make_node("Mul", ["u_prev", "mult"], ["um"]),
+        helper.make_node("Div", ["um", "div"], ["ud"]),
+        helper.make_node("Floor", ["ud"], ["leaked"]),
+    ]
+    clip = [
+        helper.make_node("Max", ["raw", "lo"], ["raw_lo"]),
+        helper.make_node("Min", ["raw_lo", "hi"], ["u"]),
+    ]
+    if layer.reset == SUBTRACT_AFTER_LEAK:  # u_prev kept its value: its spike comes off now
+        body = [
+            *leak,
+            helper.make_node("Add", ["leaked", "x_t"], ["driven"]),
+            helper.make_node("Greater", ["u_prev", "theta"], ["fired"]),
+            helper.make_node("Cast", ["fired"], ["s_prev"], to=TensorProto.DOUBLE),
+            helper.make_node("Mul", ["s_prev", "theta"], ["reduce"]),
+            helper.make_node("Sub", ["driven", "reduce"], ["raw"]),
+            *clip,
+            helper.make_node("Greater", ["u", "theta"], ["fire"]),
+            helper.make_node("Identity", ["u"], ["u_next"]),
+            helper.make_node("Cast", ["fire"], ["s_t"], to=TensorProto.FLOAT),
+        ]
+    else:
+        body = [
+            *leak,
             helper.make_node("Add", ["leaked", "x_t"], ["raw"]),
-            helper.make_node("Max", ["raw", "lo"], ["raw_lo"]),
-            helper.make_node("Min", ["raw_lo", "hi"], ["u"]),
+            *clip,
             helper.make_node("GreaterOrEqual", ["u", "theta"], ["fire"]),
             reset,
             helper.make_node("Where", ["fire", "reset_value", "u"], ["u_next"]),
             helper.make_node("Cast", ["fire"], ["s_t"], to=TensorProto.FLOAT),
-        ],
+        ]
+    step = helper.make_graph(
+        body,
         f"{layer.name}_step",
         [
             helper.make_tensor_value_info("u_prev", TensorProto.DOUBLE, None),
@@ -149,8 +171,14 @@ def reference_model(module: HwModule) -> tuple[onnx.ModelProto, list[int]]:
             lif_outputs.append((i, y))
         elif layer.kind == "MAXPOOL":
             y = b.op("MaxPool", [src], kernel_shape=list(layer.kernel), strides=list(layer.stride))
-        elif layer.kind == "SUMPOOL":
+        elif layer.kind == "SUMPOOL" and layer.kernel == tuple(layer.in_shape[1:]):
             y = b.op("ReduceSum", [src, b.const([2, 3], np.int64)], keepdims=1)
+        elif layer.kind == "SUMPOOL":  # window sums: a depthwise conv of ones (exact counts)
+            c, kh, kw = layer.in_shape[0], layer.kernel[0], layer.kernel[1]
+            ones = b.const(np.ones((c, 1, kh, kw), np.float32))
+            y = b.op(
+                "Conv", [src, ones], kernel_shape=[kh, kw], strides=list(layer.stride), group=c
+            )
         elif layer.kind == "ADD":
             a = b.op("Mul", [src, b.const(2.0 ** layer.shifts[0])])
             c2 = b.op("Mul", [values[layer.inputs[1]], b.const(2.0 ** layer.shifts[1])])

@@ -11,6 +11,7 @@ import pytest
 
 from uticompile.cli import main
 from uticompile.ir import LIFParams
+from uticompile.mapfile import read_mapping, window_sumpools
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
@@ -70,15 +71,33 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         ["export-nir", str(tmp_path / "sub.onnx"), "-o", out],
         "node 'lif1': a subtract reset has no NIR form",
     )
+    _fails(
+        capsys,
+        ["import-nir", str(FIXTURES / "snntorch_subtract.nir"), "-o", out, "-T", "2",
+         "--reset", "subtract"],
+        "reset 'subtract' is snnTorch's neuron, which fires on v > threshold",
+    )  # fmt: skip
     assert not list(tmp_path.glob("o*"))  # nothing half-written
 
 
+def test_import_with_subtract_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx_path = tmp_path / "m.onnx"
+    args = ["import-nir", str(FIXTURES / "snntorch_subtract.nir"), "-o", str(onnx_path), "-T", "4"]
+    assert main([*args, "--compare", "gt", "--reset", "subtract"]) == 0
+    capsys.readouterr()
+    assert {n.lif().reset for n in read_graph(onnx_path).lif_nodes()} == {"subtract-after-leak"}
+    _fails(capsys, ["export-nir", str(onnx_path), "-o", str(tmp_path / "m.nir")], "no NIR form")
+
+
+@pytest.mark.parametrize("fixture", ["sj_digits", "sj_digits_window"])
 def test_imported_model_prunes_maps_and_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fixture: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A SpikingJelly export (global average pool, spiking classifier) through the pipeline."""
+    """SpikingJelly exports (global average pool, or AvgPool2d(2) windows; spiking classifier)
+    through the pipeline: prune --rounds 2, map, run --check (bit-exact against onnxruntime)."""
     model, pruned, utm = tmp_path / "sj.onnx", tmp_path / "p.onnx", tmp_path / "p.utm"
-    assert main(["import-nir", str(FIXTURES / "sj_digits.nir"), "-o", str(model), "-T", "4"]) == 0
+    nir_file = str(FIXTURES / f"{fixture}.nir")
+    assert main(["import-nir", nir_file, "-o", str(model), "-T", "4"]) == 0
     prune = [
         "prune",
         str(model),
@@ -102,6 +121,10 @@ def test_imported_model_prunes_maps_and_runs(
     assert max(zeros) > 0.3  # two rounds of 25% pruning
     assert main(["map", str(pruned), "--pes", "8", "--dataset", "digits", "-o", str(utm)]) == 0
     capsys.readouterr()
+    m = read_mapping(utm)
+    windows = [tuple(r["kernel"]) for r in m.layers[window_sumpools(m.layers)]]
+    assert windows == ([(2, 2), (2, 2)] if fixture == "sj_digits_window" else [])
+    assert utm.read_bytes()[8:12] == bytes([1, 0, 2 if windows else 1, 0])  # version 1.2 / 1.1
     run = ["run", str(utm), "--dataset", "digits", "--samples", "20", "--check", str(pruned)]
     assert main(run) == 0
     assert "identical to onnxruntime" in capsys.readouterr().out

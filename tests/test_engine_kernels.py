@@ -122,3 +122,26 @@ def test_a_trace_is_checked_before_it_is_densified() -> None:
     wrong: Any = SimpleNamespace(timesteps=t, shape=(1, 65535, 65535), samples=1, layer=layer)
     with pytest.raises(UticompileError, match="do not fit layer 1"):
         run_traces(m, wrong, HardwareConfig(), what="t.uts")
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride"), [((2, 2), (2, 2)), ((3, 2), (2, 1)), ((5, 7), (1, 3)), ((5, 7), (9, 9))]
+)
+def test_sumpool_windows_count_spikes_like_a_loop(
+    kernel: tuple[int, int], stride: tuple[int, int]
+) -> None:
+    """SUMPOOL (1.2): overlapping, strided and whole-map windows, against a loop over windows."""
+    from uticompile.mapfile import LAYR_DTYPE
+
+    x = np.random.default_rng(3).random((2, 3, 4, 5, 7)) < 0.4  # [T, N, C, H, W] spikes
+    oh, ow = (5 - kernel[0]) // stride[0] + 1, (7 - kernel[1]) // stride[1] + 1
+    rec = np.zeros((), LAYR_DTYPE)
+    rec["kernel"], rec["stride"], rec["out_shape"] = kernel, stride, (4, oh, ow)
+    want = np.zeros((2, 3, 4, oh, ow), np.int64)
+    for i in range(oh):
+        for j in range(ow):
+            r, c = i * stride[0], j * stride[1]
+            want[..., i, j] = x[..., r : r + kernel[0], c : c + kernel[1]].sum(axis=(3, 4))
+    got = Engine._sumpool(rec, x)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)

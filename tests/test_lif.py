@@ -66,7 +66,7 @@ def test_invalid_parameters() -> None:
 
 
 @pytest.mark.parametrize("T", [1, 4])
-@pytest.mark.parametrize("reset", ["hard", "subtract"])
+@pytest.mark.parametrize("reset", ["hard", "subtract", "subtract-after-leak"])
 @pytest.mark.parametrize("detach", [0, 1])
 @pytest.mark.parametrize("surrogate", ["tanh", "atan"])
 @pytest.mark.parametrize("gain", [1.0, 0.75])

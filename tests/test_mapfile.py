@@ -42,6 +42,8 @@ from uticompile.mapfile import (
     dense_from_wsp,
     encode_mapping,
     read_mapping,
+    required_version,
+    window_sumpools,
     write_mapping,
     wsp_decode,
     wsp_encode,
@@ -1328,3 +1330,69 @@ def test_hostile_files(sata: tuple) -> None:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
         assert peak < 8 * len(hostile) + (4 << 20), (case, peak)
+
+
+# ---------------------------------------------------------------------------------------------
+# version 1.2: SUMPOOL windows (the golden vector vgg_avgpool holds two)
+
+AVGPOOL_VECTOR = Path(__file__).resolve().parents[1] / "docs" / "vectors" / "vgg_avgpool.utm"
+
+
+def _avgpool() -> tuple[bytes, Mapping, int]:
+    data = AVGPOOL_VECTOR.read_bytes()
+    m = decode_mapping(data)
+    return data, m, int(np.flatnonzero(window_sumpools(m.layers))[0])
+
+
+def test_window_sumpools_are_version_1_2_and_whole_map_ones_stay_1_1(sata: tuple) -> None:
+    data, m, i = _avgpool()
+    assert read_container(data, MAGIC_UTM, (), what="x").version == (1, 2)
+    assert encode_mapping(m) == data
+    assert tuple(m.layers[i]["kernel"]) == tuple(m.layers[i]["stride"]) == (2, 2)
+    assert required_version(decode_mapping(sata[2]).layers) == (1, 1)
+    assert read_container(sata[2], MAGIC_UTM, (), what="x").version == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ("as-1.1", "SUMPOOL kernel (2, 2) is not the input's H, W (window sums need format"),
+        ("pads", "SUMPOOL has no padding"),
+        ("stride", "kernel (2, 2) and stride (0, 2) must be >= 1"),
+        ("out", "out_shape (4, 7, 7) does not follow from in_shape, kernel, stride and pads"),
+    ],
+)
+def test_window_sumpool_errors(label: str, message: str) -> None:
+    data, m, i = _avgpool()
+    version = (1, 1) if label == "as-1.1" else (1, 2)
+    if label == "pads":
+        _set(m.layers, i, "pads", (0, 0, 1, 1))
+    elif label == "stride":
+        _set(m.layers, i, "stride", (0, 2))
+    elif label == "out":
+        _set(m.layers, i, "out_shape", (4, 7, 7))
+        _set(m.layers, i + 1, "in_shape", (4, 7, 7))
+    c = read_container(data, MAGIC_UTM, (), what="x")
+    parts = [(tag.encode(), body) for tag, body in _records(m).items()]
+    rest = [(t, bytes(v)) for t, v in c.sections.items() if t not in dict(parts)]
+    with pytest.raises(MappingFormatError) as info:
+        decode_mapping(write_container(MAGIC_UTM, [*parts, *rest], version=version), what="m")
+    assert str(info.value).startswith(f"m: LAYR[{i}]: {message}"), str(info.value)
+
+
+def test_reset_2_is_version_1_2() -> None:
+    """LIF reset 2 (subtract after the leak, golden vector vgg_after_leak) needs version 1.2."""
+    path = AVGPOOL_VECTOR.with_name("vgg_after_leak.utm")
+    data = path.read_bytes()
+    assert read_container(data, MAGIC_UTM, (), what="x").version == (1, 2)
+    m = decode_mapping(data)
+    i = int(np.flatnonzero(m.layers["reset"] == 2)[0])
+    c = read_container(data, MAGIC_UTM, (), what="x")
+    parts = [(tag.encode(), body) for tag, body in _records(m).items()]
+    rest = [(t, bytes(v)) for t, v in c.sections.items() if t not in dict(parts)]
+    with pytest.raises(MappingFormatError, match=rf"LAYR\[{i}\]: reset 2 is neither 0 nor 1"):
+        decode_mapping(write_container(MAGIC_UTM, [*parts, *rest], version=(1, 1)))
+    _set(m.layers, i, "reset", 3)
+    parts = [(tag.encode(), body) for tag, body in _records(m).items()]
+    with pytest.raises(MappingFormatError, match=rf"LAYR\[{i}\]: reset 3 is not 0, 1 or 2"):
+        decode_mapping(write_container(MAGIC_UTM, [*parts, *rest], version=(1, 2)))

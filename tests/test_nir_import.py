@@ -20,7 +20,15 @@ from uticompile.onnx_export import to_onnx
 from uticompile.onnx_import import from_onnx
 
 FIXTURES = Path(__file__).with_name("fixtures") / "nir"
-NAMES = ["sj_conv_lif", "sj_if_reset", "sj_residual", "sj_cubalif", "sj_digits", "snntorch_conv"]
+NAMES = [
+    "sj_conv_lif",
+    "sj_if_reset",
+    "sj_residual",
+    "sj_cubalif",
+    "sj_digits",
+    "sj_digits_window",
+    "snntorch_conv",
+]
 T = 4
 
 
@@ -251,7 +259,7 @@ def test_bad_files_and_graphs(tmp_path: Path) -> None:
         nir_to_graph(loop, timesteps=2)
 
 
-def test_map_takes_whole_map_pools_and_refuses_window_pools() -> None:
+def test_map_takes_whole_map_and_window_pools_and_refuses_padded_ones() -> None:
     from uticompile.errors import PassError
     from uticompile.hardware import load_hardware
     from uticompile.passes.pipeline import MapConfig, compile_graph
@@ -261,8 +269,14 @@ def test_map_takes_whole_map_pools_and_refuses_window_pools() -> None:
     module = compile_graph(whole, MapConfig(pes=4), hw, 2.0)
     assert [layer.kind for layer in module.layers][-4:] == ["SUMPOOL", "FLATTEN", "FC", "LIF"]
     window = import_nir(FIXTURES / "sj_conv_lif.nir", timesteps=T)
-    with pytest.raises(PassError, match="window pooling is not mapped"):
-        compile_graph(window, MapConfig(pes=4), hw, 2.0)
+    module = compile_graph(window, MapConfig(pes=4), hw, 2.0)
+    pool = next(layer for layer in module.layers if layer.kind == "SUMPOOL")
+    assert (pool.kernel, pool.stride, pool.out_shape) == ((2, 2), (2, 2), (6, 4, 4))
+    padded = window.copy()
+    node = next(n for n in padded.nodes if n.op == "AveragePool")
+    node.attrs = {"kernel_shape": (2, 2), "strides": (2, 2), "pads": (0, 0, 1, 1)}  # still 4x4
+    with pytest.raises(PassError, match="padded AveragePool has no hardware form"):
+        compile_graph(padded, MapConfig(pes=4), hw, 2.0)
 
 
 @pytest.mark.parametrize("name", [n for n in NAMES if n.startswith("sj_")])
@@ -297,12 +311,12 @@ def test_leak_drive_needs_a_layer_of_its_own() -> None:
         nir_to_graph(g, timesteps=2)
 
 
-def test_snntorch_subtract_reset_is_not_representable() -> None:
-    """snnTorch's default subtract reset is written as a reset to 0, and is no IR reset either.
-
-    snnTorch subtracts after the decay (``mem = beta*mem + x - s*theta``); the IR's subtract reset
-    decays the reduced membrane (``beta*(mem - theta) + x``). The import (a hard reset, as the file
-    says) therefore differs from what snnTorch ran: such networks need ``reset_mechanism="zero"``.
+def test_snntorch_subtract_reset_is_not_what_the_file_says() -> None:
+    """snnTorch's default subtract reset is written as a reset to 0: imported as the file says
+    (``reset="zero"``, the default) it differs from what snnTorch ran; ``reset="subtract"`` is
+    the next test. (snnTorch subtracts after the decay, ``mem = beta*mem + x - s*theta``; the IR's
+    ``subtract`` reset decays the reduced membrane, ``beta*(mem - theta) + x``, so the import
+    uses the IR's ``subtract-after-leak`` reset for it.)
     """
     data = np.load(FIXTURES / "snntorch_subtract.npz")
     assert str(data["reset"]) == "subtract"
@@ -331,3 +345,107 @@ def test_pytorch_interpreter_runs_imported_pools() -> None:
             ours = SNN(g)(torch.from_numpy(data["x"])).numpy()
         ref = _ort(g, data["x"])
         np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_average_pool_scale_folds_exactly_into_the_next_weights() -> None:
+    """AvgPool2d(2) -> SUMPOOL counts; the 1/4 goes into the reading layer's weights with no
+    rounding of its own: its integers are the unpooled weights' integers, 2 fraction bits up."""
+    from uticompile.hardware import load_hardware
+    from uticompile.passes.pipeline import MapConfig, compile_graph
+    from uticompile.passes.quantize import frac_bits_for, quantize_weights
+
+    graph = import_nir(FIXTURES / "sj_digits_window.nir", timesteps=T)
+    module = compile_graph(graph, MapConfig(pes=4), load_hardware(None), 2.0)
+    layers = module.layers
+    folded = 0
+    for layer in layers:
+        src = layers[layer.inputs[0]] if layer.kind in ("CONV", "FC") else None
+        while src is not None and src.kind == "FLATTEN":
+            src = layers[src.inputs[0]]
+        if src is None or src.kind != "SUMPOOL":
+            continue
+        w = graph.params[graph.node(layer.name).inputs[1]]
+        s = frac_bits_for(float(np.abs(w).max()), 16)
+        assert layer.weight_frac == s + 2
+        assert layer.weight is not None
+        np.testing.assert_array_equal(layer.weight, quantize_weights(w, s, 16))
+        folded += 1
+    assert folded == 2
+
+
+def test_snntorch_subtract_reset_is_reproduced_with_reset_subtract() -> None:
+    """``reset="subtract"``: snnTorch's spikes exactly, in onnxruntime and in the PyTorch model
+    that prune trains; through map, the runtime agrees with the quantized reference."""
+    from uticompile.hardware import load_hardware
+    from uticompile.mapfile import RESET_SUBTRACT_AFTER_LEAK, decode_mapping, encode_mapping
+    from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
+    from uticompile.runtime.check import Checker
+    from uticompile.runtime.engine import Engine
+
+    data = np.load(FIXTURES / "snntorch_subtract.npz")
+    graph = import_nir(
+        FIXTURES / "snntorch_subtract.nir", timesteps=T, compare="gt", reset="subtract"
+    )
+    assert {n.lif().reset for n in graph.lif_nodes()} == {"subtract-after-leak"}
+    graph = from_onnx(to_onnx(graph))
+    out = _ort(graph, data["x"])
+    assert np.count_nonzero(out)
+    assert not out.all()
+    np.testing.assert_array_equal(out, data["out"])
+    torch = pytest.importorskip("torch")
+    from uticompile.models.snn import SNN
+
+    with torch.no_grad():
+        y = SNN(graph).eval()(torch.from_numpy(data["x"].copy())).numpy()
+    np.testing.assert_array_equal(y.reshape(out.shape), out)
+    module = compile_graph(graph, MapConfig(pes=4), load_hardware(None), 2.0)
+    m = decode_mapping(encode_mapping(to_mapping(module)))
+    assert set(m.layers["reset"][m.layers["kind"] == 4]) == {RESET_SUBTRACT_AFTER_LEAK}
+    x_q = np.random.default_rng(0).integers(-128, 128, size=(6, 2, 8, 8))
+    checker = Checker(module)
+    checker.compare(x_q, Engine(m).run(x_q), m.layer_names, 0)  # raises on any mismatch
+    assert checker.result.spikes_compared > 0
+
+
+def test_snntorch_subtract_reset_live() -> None:
+    """Where snnTorch is installed: a fresh net at T = 16, the spikes of both neuron layers."""
+    torch = pytest.importorskip("torch")
+    snn = pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(3)
+    steps = 16
+    lif1 = snn.Leaky(beta=torch.full((12,), 0.8), threshold=torch.full((12,), 0.7),
+                     init_hidden=True)  # fmt: skip
+    lif2 = snn.Leaky(beta=torch.full((5,), 0.6), threshold=torch.full((5,), 0.4),
+                     init_hidden=True, output=True)  # fmt: skip
+    assert lif1.reset_mechanism == "subtract"  # snnTorch's default
+    net = torch.nn.Sequential(torch.nn.Linear(6, 12), lif1, torch.nn.Linear(12, 5), lif2)
+    x = torch.rand(8, 6) * 1.5
+    graph_nir = export_to_nir(net, x, ignore_dims=[0])
+    utils.reset(net)
+    hidden, outs = [], []
+    lif1.register_forward_hook(lambda _m, _i, o: hidden.append(o.numpy().copy()))
+    with torch.no_grad():
+        for _ in range(steps):
+            outs.append(net(x)[0].numpy())
+    graph = nir_to_graph(graph_nir, timesteps=steps, compare="gt", reset="subtract")
+    sess = session(to_onnx(graph, spike_outputs=True))
+    first = next(graph.lif_nodes()).output + ".spikes"
+    got_out, got_hidden = sess.run(["logits", first], {"input": x.numpy().reshape(8, 6, 1, 1)})
+    ref_hidden = np.stack(hidden)
+    assert 0.1 < ref_hidden.mean() < 0.9
+    np.testing.assert_array_equal(got_hidden.reshape(ref_hidden.shape), ref_hidden)
+    np.testing.assert_array_equal(got_out, np.stack(outs))
+    zero = nir_to_graph(graph_nir, timesteps=steps, compare="gt")  # the file's own reset
+    assert not np.array_equal(
+        session(to_onnx(zero)).run(["logits"], {"input": x.numpy().reshape(8, 6, 1, 1)})[0], got_out
+    )
+
+
+def test_reset_subtract_needs_compare_gt() -> None:
+    with pytest.raises(ModelFormatError, match="reset 'subtract' is snnTorch's neuron"):
+        import_nir(FIXTURES / "snntorch_subtract.nir", timesteps=T, reset="subtract")
+    with pytest.raises(ModelFormatError, match="reset must be one of"):
+        import_nir(FIXTURES / "snntorch_subtract.nir", timesteps=T, reset="soft")

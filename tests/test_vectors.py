@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 
 from uticompile.cli import cli
-from uticompile.mapfile import VERSION
 
 VECTORS = Path(__file__).resolve().parents[1] / "docs" / "vectors"
 
@@ -40,16 +39,24 @@ def test_vectors_regenerate_byte_for_byte(tmp_path: Path) -> None:
         want = (VECTORS / path.name).read_bytes()
         if path.read_bytes() != want:
             old = json.loads((VECTORS / path.with_suffix(".json").name).read_text())
-            version = f"{VERSION[0]}.{VERSION[1]}"
-            hint = "bump the format version" if old["format_version"] == version else "commit"
+            new = json.loads(path.with_suffix(".json").read_text())  # the version written now
+            same = old["format_version"] == new["format_version"]
+            hint = "bump the format version" if same else "commit"
             pytest.fail(f"{path.name} drifted: {hint} and regenerate docs/vectors")
 
 
 def test_vectors_cover_what_the_spec_promises() -> None:
-    from uticompile.mapfile import KIND_NAMES, PLACEMENT_NAMES, read_mapping
+    from uticompile.mapfile import (
+        KIND_CODES,
+        KIND_NAMES,
+        PLACEMENT_NAMES,
+        read_mapping,
+        window_sumpools,
+    )
 
     kinds, placements, groupings = set(), set(), set()
-    spatial = passes = empty = saturations = 0
+    spatial = passes = empty = saturations = windows = 0
+    resets = set()
     for utm in VECTORS.glob("*.utm"):
         m = read_mapping(utm)
         kinds |= {KIND_NAMES[int(k)] for k in m.layers["kind"]}
@@ -59,6 +66,8 @@ def test_vectors_cover_what_the_spec_promises() -> None:
         passes += int((m.tiles["tile"] > 0).sum())
         empty += int((m.tiles["nnz"] == 0).sum())
         saturations += json.loads(utm.with_suffix(".json").read_text())["run"]["saturations"]
+        windows += int(window_sumpools(m.layers).sum())
+        resets |= {int(r) for r in m.layers["reset"][m.layers["kind"] == KIND_CODES["LIF"]]}
     assert kinds == set(KIND_NAMES.values())
     assert {"contiguous", "split"} <= placements
     assert groupings == {0, 1}
@@ -66,9 +75,13 @@ def test_vectors_cover_what_the_spec_promises() -> None:
     assert passes > 0
     assert empty > 0
     assert saturations > 0
+    assert windows > 0  # version 1.2
+    assert resets >= {0, 2}  # hard, and subtract after the leak (1.2)
 
 
-@pytest.mark.parametrize("case", ["vgg_sata", "resnet_sata", "vgg_saturate"])
+@pytest.mark.parametrize(
+    "case", ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool", "vgg_after_leak"]
+)
 def test_run_reports_the_vectors_figures(case: str) -> None:
     utm, uts = VECTORS / f"{case}.utm", VECTORS / f"{case}.uts"
     args = ["run", str(utm), "--spikes", str(uts), "--json", "--details"]

@@ -66,7 +66,13 @@ OP_ARITY: dict[str, tuple[int, tuple[int, ...]]] = {
 #: Ops whose weight (first parameter) is prunable and mapped onto PEs.
 WEIGHT_OPS = ("Conv", "Gemm")
 
-RESETS = ("hard", "subtract")
+#: ``hard``: u = 0 after a spike; ``subtract``: u = u - threshold after a spike (the next step
+#: decays the reduced membrane); ``subtract-after-leak`` (snnTorch's ``Leaky`` subtract reset):
+#: the membrane keeps its value, the next step decays it, adds its input and then subtracts the
+#: threshold, ``u_t = leak*u_{t-1} + gain*x_t - threshold*s_{t-1}``, and it fires on
+#: ``u > threshold`` (snnTorch's comparison; the other resets fire on ``>=``).
+RESETS = ("hard", "subtract", "subtract-after-leak")
+SUBTRACT_AFTER_LEAK = RESETS[2]
 SURROGATES = ("tanh", "atan")
 ENCODINGS = ("direct",)
 
@@ -80,7 +86,8 @@ def as_float32(value: float) -> float:
 
 @dataclass(frozen=True)
 class LIFParams:
-    """LIF neuron of Eq. 1: u_t = leak * u_{t-1} + gain * x_t; it fires when u_t >= threshold.
+    """LIF neuron of Eq. 1: u_t = leak * u_{t-1} + gain * x_t; it fires when u_t >= threshold
+    (``reset`` says what follows a spike: see ``RESETS``).
 
     ``gain`` lets the public code's SpikingJelly neuron (u = 0.25 u + 0.75 x) be expressed exactly.
     ``surrogate``/``alpha`` and ``detach_reset`` only matter for training, but travel with the

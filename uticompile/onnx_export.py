@@ -14,8 +14,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 import uticompile
 from uticompile.fileio import atomic_write_bytes
-from uticompile.ir import Graph, Node
-from uticompile.onnx_functions import DOMAIN, IR_VERSION, functions, opset_imports
+from uticompile.ir import SUBTRACT_AFTER_LEAK, Graph, Node
+from uticompile.onnx_functions import (
+    DOMAIN,
+    IR_VERSION,
+    LIF_SUBTRACT_AFTER_LEAK,
+    functions,
+    opset_imports,
+)
 
 INPUT = "input"
 OUTPUT = "logits"
@@ -36,6 +42,14 @@ CUSTOM_OPS = ("LIF", "DirectEncode", "SumPool")
 _TIMED = ("LIF", "DirectEncode")
 
 
+def onnx_op_type(node: Node) -> str:
+    """The ONNX op type of an IR node: its op, except the LIF whose reset has a function of its
+    own (``onnx_functions.LIF_SUBTRACT_AFTER_LEAK``)."""
+    if node.op == "LIF" and node.attrs.get("reset") == SUBTRACT_AFTER_LEAK:
+        return LIF_SUBTRACT_AFTER_LEAK
+    return node.op
+
+
 def _onnx_node(node: Node, timesteps: int) -> onnx.NodeProto:
     attrs: dict[str, object] = {
         k: list(v) if isinstance(v, tuple) else v for k, v in node.attrs.items()
@@ -47,7 +61,7 @@ def _onnx_node(node: Node, timesteps: int) -> onnx.NodeProto:
     if node.op in _TIMED:
         attrs["timesteps"] = timesteps
     return helper.make_node(
-        node.op,
+        onnx_op_type(node),
         list(node.inputs),
         [node.output],
         name=node.name,
@@ -88,7 +102,7 @@ def to_onnx(graph: Graph, *, spike_outputs: bool = False) -> onnx.ModelProto:
     model = helper.make_model(
         onnx_graph,
         opset_imports=opset_imports(),
-        functions=functions({n.op for n in graph.nodes}),
+        functions=functions({onnx_op_type(n) for n in graph.nodes}),
         ir_version=IR_VERSION,
         producer_name="uticompile",
         producer_version=uticompile.__version__,

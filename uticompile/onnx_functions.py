@@ -6,6 +6,10 @@ can still recognize an LIF node by its domain and op type and read its parameter
 - ``LIF(X) -> Y``: X is time-folded [T*N, ...]; the body reshapes it to [T, -1] and runs a Scan
   over time: u = leak*u + gain*x; fire = u >= threshold;
   u = fire ? (reset == "hard" ? 0 : u - threshold) : u.
+- ``LIFSubtractAfterLeak(X) -> Y``: the LIF with reset ``subtract-after-leak`` (snnTorch's
+  order): u = (leak*u + gain*x) - threshold * (u_prev > threshold); fire = u > threshold; the
+  membrane is not reset in its step. A function of its own, so that no runtime that knows only
+  ``LIF`` can run it as another reset. Written only into models that use it.
 - ``DirectEncode(X) -> Y``: repeats the analog X [N, ...] for every timestep -> [T*N, ...].
 - ``TimeSplit(X) -> Y``: unfolds time, [T*N, ...] -> [T, N, ...] (graph outputs).
 - ``SumPool(X) -> Y``: window sums (NIR's SumPool2d, which ONNX lacks): every channel is
@@ -122,6 +126,64 @@ def lif_function() -> FunctionProto:
     )
 
 
+def lif_subtract_after_leak_function() -> FunctionProto:
+    step = helper.make_graph(
+        [
+            helper.make_node("Mul", ["leak", "u_prev"], ["leaked"]),
+            helper.make_node("Mul", ["gain", "x_t"], ["driven"]),
+            helper.make_node("Add", ["leaked", "driven"], ["base"]),
+            helper.make_node("Greater", ["u_prev", "threshold"], ["fired"]),
+            helper.make_node("Cast", ["fired"], ["s_prev"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["s_prev", "threshold"], ["reduce"]),
+            helper.make_node("Sub", ["base", "reduce"], ["u_next"]),
+            helper.make_node("Greater", ["u_next", "threshold"], ["fire"]),
+            helper.make_node("Cast", ["fire"], ["s_t"], to=TensorProto.FLOAT),
+        ],
+        "lif_subtract_after_leak_step",
+        [
+            helper.make_tensor_value_info("u_prev", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("x_t", TensorProto.FLOAT, None),
+        ],
+        [
+            helper.make_tensor_value_info("u_next", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("s_t", TensorProto.FLOAT, None),
+        ],
+    )
+    nodes = [
+        _ref("leak", "value_float", "leak"),
+        _ref("threshold", "value_float", "threshold"),
+        _ref("gain", "value_float", "gain"),
+        *_time_shape("X", ""),
+        helper.make_node("Concat", ["T1", "minus1"], ["tshape"], axis=0),
+        helper.make_node("Shape", ["X"], ["xshape"]),
+        helper.make_node("Reshape", ["X", "tshape"], ["XT"]),
+        helper.make_node("Shape", ["XT"], ["state_shape"], start=1),
+        helper.make_node(
+            "ConstantOfShape",
+            ["state_shape"],
+            ["u0"],
+            value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]),
+        ),
+        helper.make_node("Scan", ["u0", "XT"], ["u_last", "ST"], num_scan_inputs=1, body=step),
+        helper.make_node("Reshape", ["ST", "xshape"], ["Y"]),
+    ]
+    return _function(
+        LIF_SUBTRACT_AFTER_LEAK,
+        nodes,
+        [
+            "leak",
+            "threshold",
+            "gain",
+            "reset",
+            "surrogate",
+            "alpha",
+            "detach_reset",
+            "timesteps",
+        ],
+        "LIF whose subtract reset follows the next step's decay (snnTorch); fires on u > theta.",
+    )
+
+
 def direct_encode_function() -> FunctionProto:
     nodes = [
         *_time_shape("X", ""),
@@ -198,15 +260,21 @@ def sum_pool_function() -> FunctionProto:
     )
 
 
+#: The ONNX op type of an IR ``LIF`` node whose reset is ``subtract-after-leak``.
+LIF_SUBTRACT_AFTER_LEAK = "LIFSubtractAfterLeak"
 #: Functions written only into models that use them (older files lack them).
-OPTIONAL_FUNCTIONS = ("SumPool",)
+OPTIONAL_FUNCTIONS = ("SumPool", LIF_SUBTRACT_AFTER_LEAK)
 
 
 def functions(used: frozenset[str] | set[str] = frozenset()) -> list[FunctionProto]:
     """The canonical definitions, in the order they are written: the three every model holds,
-    then those of ``OPTIONAL_FUNCTIONS`` that ``used`` names."""
+    then those of ``OPTIONAL_FUNCTIONS`` that ``used`` (ONNX op types) names."""
     always = [lif_function(), direct_encode_function(), time_split_function()]
-    return always + ([sum_pool_function()] if "SumPool" in used else [])
+    optional = {
+        "SumPool": sum_pool_function,
+        LIF_SUBTRACT_AFTER_LEAK: lif_subtract_after_leak_function,
+    }
+    return always + [optional[name]() for name in OPTIONAL_FUNCTIONS if name in used]
 
 
 def canonical_bytes() -> dict[str, bytes]:

@@ -16,10 +16,15 @@ from google.protobuf.message import DecodeError
 from onnx import AttributeProto, numpy_helper
 
 from uticompile.errors import ModelFormatError
-from uticompile.ir import OP_ATTRS, Graph, Node
+from uticompile.ir import OP_ATTRS, SUBTRACT_AFTER_LEAK, Graph, Node
 from uticompile.limits import MAX_ABS_WEIGHT
 from uticompile.onnx_export import CUSTOM_OPS, META_PREFIX, OUTPUT, SPIKES_SUFFIX
-from uticompile.onnx_functions import DOMAIN, DOMAIN_VERSION, canonical_bytes
+from uticompile.onnx_functions import (
+    DOMAIN,
+    DOMAIN_VERSION,
+    LIF_SUBTRACT_AFTER_LEAK,
+    canonical_bytes,
+)
 
 _MAX_BYTES = 2**31 - 1  # protobuf's own limit for one message
 
@@ -218,6 +223,9 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
     for i, n in enumerate(g.node):
         op = n.op_type
         name = n.name or f"{op}_{i}"
+        onnx_op = op
+        if op == LIF_SUBTRACT_AFTER_LEAK and n.domain == DOMAIN:  # an IR LIF (its reset says)
+            op = "LIF"
         if n.domain not in ("", "ai.onnx", DOMAIN) or (op not in OP_ATTRS and op != "TimeSplit"):
             raise ModelFormatError(
                 f"node {name!r}: unsupported op {(n.domain + '.') if n.domain else ''}{op}"
@@ -233,6 +241,11 @@ def from_onnx(model: onnx.ModelProto) -> Graph:
                 raise ModelFormatError(f"node {name!r}: TimeSplit may only feed graph outputs")
             continue
         attrs = _convert_attrs(n, op, timesteps)
+        if op == "LIF" and (attrs.get("reset") == SUBTRACT_AFTER_LEAK) != (onnx_op != "LIF"):
+            raise ModelFormatError(
+                f"node {name!r}: reset {attrs.get('reset')!r} needs op "
+                f"{LIF_SUBTRACT_AFTER_LEAK if onnx_op == 'LIF' else 'LIF'}"
+            )
         try:
             nodes.append(Node(name, op, tuple(n.input), n.output[0], attrs))
         except (TypeError, ValueError) as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 
 from uticompile.ir import Graph
-from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, PLACEMENT_NAMES, Mapping
+from uticompile.mapfile import GROUPING_NAMES, KIND_NAMES, PLACEMENT_NAMES, RESET_CODES, Mapping
 
 
 def _attr(value: object) -> str:
@@ -74,7 +74,8 @@ def format_mapping(m: Mapping) -> str:
         if kind == "ENCODE":
             parts.append(f"shift={int(rec['shift0'])}")
         if kind == "LIF":
-            reset = "hard" if int(rec["reset"]) == 0 else "subtract"
+            names = {code: name for name, code in RESET_CODES.items()}
+            reset = names.get(int(rec["reset"]), str(int(rec["reset"])))
             leak = f"{int(rec['leak_mult'])}/2^{int(rec['leak_shift'])}"
             parts.append(f"threshold={int(rec['threshold'])} leak={leak} reset={reset}")
         if kind == "ADD":

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from uticompile.hardware import default_hardware
-from uticompile.mapfile import VERSION, decode_mapping, encode_mapping
+from uticompile.ir import LIFParams
+from uticompile.mapfile import decode_mapping, encode_mapping, required_version
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.runtime.engine import Engine
@@ -41,6 +42,8 @@ class Case:
     covers: str
     saturate: bool = False
     scratchpad_words: int = 0  # 0: the default hardware's
+    average_pools: bool = False  # the max pools as average pools (windowed SUMPOOL, 1.2)
+    reset: str = "hard"  # the neurons' reset ("subtract-after-leak" is LIF reset 2, 1.2)
 
 
 CASES = (
@@ -58,13 +61,25 @@ CASES = (
          "several tiles (weight passes) per PE: 8-word scratchpads", scratchpad_words=8),
     Case("vgg_saturate", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
          "saturation (the classifier's biases set to the accumulator bound)", saturate=True),
+    Case("vgg_avgpool", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
+         "version-1.2 SUMPOOL windows: 2x2 average pools (spike counts), their 1/4 folded into "
+         "the CONV/FC that reads them", average_pools=True),
+    Case("vgg_after_leak", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
+         "version-1.2 LIF reset 2 (subtract after the leak, fires on >), snnTorch's neuron",
+         reset="subtract-after-leak"),
 )  # fmt: skip
 
 
 def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     """The .utm bytes, .uts bytes and expected figures of one case."""
-    spec = ModelSpec(case.input_shape, 10, width=case.width, timesteps=4)
+    neuron = LIFParams(reset=case.reset)
+    spec = ModelSpec(case.input_shape, 10, width=case.width, timesteps=4, neuron=neuron)
     g = build_model(case.model, spec)
+    if case.average_pools:
+        for node in g.nodes:
+            if node.op == "MaxPool":
+                node.op = "AveragePool"
+                node.attrs = {**node.attrs, "pads": (0, 0, 0, 0)}
     rng = np.random.default_rng(0)
     for node in g.weight_nodes():  # 80% sparse, scaled up so that every layer spikes
         w = g.params[node.inputs[1]]
@@ -89,7 +104,7 @@ def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     sim = run_traces(m, csr, hw.with_pes(case.pes))
     execution = Engine(m).run_from(csr.layer, decode_spikes(csr).swapaxes(0, 1))
     expected = {
-        "format_version": f"{VERSION[0]}.{VERSION[1]}",
+        "format_version": "{}.{}".format(*required_version(m.layers)),  # the file's version
         "covers": case.covers,
         "trace_layer": csr.layer,
         "run": sim.report.to_json(details=True),

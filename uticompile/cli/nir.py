@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from uticompile.cli.options import emit, json_option
-from uticompile.interop.nir_time import COMPARES, DEFAULT_DT
+from uticompile.interop.nir_time import COMPARES, DEFAULT_DT, IMPORT_RESETS
 
 _dt_option = click.option(
     "--dt",
@@ -30,15 +30,23 @@ _dt_option = click.option(
     show_default=True,
     help="Spike when v >= threshold (SpikingJelly) or v > threshold (snnTorch).",
 )
+@click.option(
+    "--reset",
+    type=click.Choice(tuple(IMPORT_RESETS)),
+    default="zero",
+    show_default=True,
+    help="What follows a spike, which NIR files do not say: zero (SpikingJelly; snnTorch "
+    'reset_mechanism="zero") or subtract (snnTorch\'s default; with --compare gt).',
+)
 @json_option
 def import_nir_cmd(
-    model: Path, output: Path, timesteps: int, dt: float, compare: str, as_json: bool
+    model: Path, output: Path, timesteps: int, dt: float, compare: str, reset: str, as_json: bool
 ) -> None:
     """Convert a NIR graph (SpikingJelly, snnTorch, ...) into a uticompile ONNX model."""
     from uticompile.interop.nir_import import import_nir
     from uticompile.onnx_export import save_onnx
 
-    graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare)
+    graph = import_nir(model, timesteps=timesteps, dt=dt, compare=compare, reset=reset)
     save_onnx(graph, output)
     neurons = sum(1 for _ in graph.lif_nodes())
     summary = {

@@ -6,7 +6,9 @@ export, are in ``nir_time``), in the membrane ``u = v - v_reset``, which starts 
 ``v_reset``, as in SpikingJelly). A nonzero ``v_leak - v_reset`` becomes a bias of the weight layer
 that feeds the neuron; CubaLIF with ``tau_syn == dt`` is a LIF whose input is ``w_in`` times
 larger (its synaptic current is exactly the present input); ``compare="gt"`` (snnTorch) fires on
-``>``.
+``>``. ``reset="subtract"`` (snnTorch's default, which its files write exactly like a reset to 0)
+gives the IR's ``subtract-after-leak`` neuron, snnTorch's own order: ``u_t = leak*u_{t-1} +
+gain*x_t - theta*s_{t-1}``, firing on ``u > theta`` (it needs ``compare="gt"``).
 
 Several edges into one node are a sum (IR ``Add``). The analog input is a static frame repeated
 at every timestep (``DirectEncode`` after the first conv, or on the input). An ``AvgPool2d`` over
@@ -27,13 +29,14 @@ from uticompile.errors import ModelFormatError
 from uticompile.interop.nir_time import (
     COMPARES,
     DEFAULT_DT,
+    IMPORT_RESETS,
     if_gain,
     is_max_pool_threshold,
     leak_drive,
     lif_step,
     spike_threshold,
 )
-from uticompile.ir import AttrValue, Graph, LIFParams, Node
+from uticompile.ir import SUBTRACT_AFTER_LEAK, AttrValue, Graph, LIFParams, Node
 
 #: Surrogate used when an imported network is trained again (SpikingJelly's and snnTorch's default).
 _SURROGATE = {"surrogate": "atan", "alpha": 2.0}
@@ -67,11 +70,17 @@ def import_nir(
     timesteps: int,
     dt: float = DEFAULT_DT,
     compare: str = "ge",
+    reset: str = "zero",
 ) -> Graph:
     """Read ``path`` and convert it into an IR graph (see ``nir_to_graph``)."""
     try:
         return nir_to_graph(
-            read_nir(path), timesteps=timesteps, dt=dt, compare=compare, name=Path(path).stem
+            read_nir(path),
+            timesteps=timesteps,
+            dt=dt,
+            compare=compare,
+            reset=reset,
+            name=Path(path).stem,
         )
     except ModelFormatError as exc:
         msg = str(exc)
@@ -113,8 +122,8 @@ def _ident(key: str, taken: set[str]) -> str:
 class _Builder:
     """Accumulates IR nodes and parameters while walking the NIR graph in topological order."""
 
-    def __init__(self, dt: float, compare: str) -> None:
-        self.dt, self.compare = dt, compare
+    def __init__(self, dt: float, compare: str, reset: str = "zero") -> None:
+        self.dt, self.compare, self.reset = dt, compare, IMPORT_RESETS[reset]
         self.nodes: list[Node] = []
         self.params: dict[str, np.ndarray] = {}
         self.taken: set[str] = set()
@@ -162,14 +171,16 @@ class _Builder:
             raise ModelFormatError(f"node {key!r}: the input gain r*dt/tau must be positive")
         if not theta > 0.0:
             raise ModelFormatError(f"node {key!r}: v_threshold must lie above v_reset")
-        threshold = spike_threshold(theta, self.compare)
+        # the subtract-after-leak neuron fires on ">" itself and subtracts theta as written
+        after_leak = self.reset == SUBTRACT_AFTER_LEAK
+        threshold = float(np.float32(theta)) if after_leak else spike_threshold(theta, self.compare)
         if drive != 0.0:
             self._add_bias(key, x, drive)
         params = LIFParams(
             leak=leak,
             gain=gain,
             threshold=threshold,
-            reset="hard",
+            reset=self.reset,
             **_SURROGATE,  # type: ignore[arg-type]
         )
         return self.add(key, "LIF", (x,), params.attrs(), self.shapes[x])
@@ -225,6 +236,7 @@ def nir_to_graph(
     timesteps: int,
     dt: float = DEFAULT_DT,
     compare: str = "ge",
+    reset: str = "zero",
     name: str = "nir_model",
 ) -> Graph:
     """Convert a ``nir.NIRGraph`` into a validated IR graph of ``timesteps`` steps of ``dt``."""
@@ -235,6 +247,13 @@ def nir_to_graph(
         raise ModelFormatError(f"dt must be positive, got {dt}")
     if compare not in COMPARES:
         raise ModelFormatError(f"compare must be one of {COMPARES}, got {compare!r}")
+    if reset not in IMPORT_RESETS:
+        raise ModelFormatError(f"reset must be one of {tuple(IMPORT_RESETS)}, got {reset!r}")
+    if reset == "subtract" and compare != "gt":
+        raise ModelFormatError(
+            "reset 'subtract' is snnTorch's neuron, which fires on v > threshold: "
+            "use compare 'gt' with it"
+        )
     nodes: dict[str, Any] = dict(nir_graph.nodes)
     edges = [(str(a), str(b)) for a, b in nir_graph.edges]
     if len(set(edges)) != len(edges):
@@ -251,7 +270,7 @@ def nir_to_graph(
             preds[dst].append(src)
     order = _topological(nodes, edges)
 
-    b = _Builder(dt, compare)
+    b = _Builder(dt, compare, reset)
     in_shape = tuple(int(v) for v in np.asarray(nodes[inputs[0]].input_type["input"]).ravel())
     features = len(in_shape) == 1  # the IR's input is C,H,W: features come in as F,1,1
     if features:

@@ -18,6 +18,11 @@ import numpy as np
 
 DEFAULT_DT = 1e-4  # what SpikingJelly and snnTorch write
 COMPARES = ("ge", "gt")
+#: What follows a spike, which a NIR file cannot say: ``zero`` (NIR's reset to ``v_reset``;
+#: SpikingJelly, snnTorch ``reset_mechanism="zero"``) or ``subtract`` (snnTorch's default:
+#: decay, add the input, then subtract the threshold where the previous step fired; it fires on
+#: ``>``, so it goes with ``compare="gt"``). The IR reset each one becomes:
+IMPORT_RESETS = {"zero": "hard", "subtract": "subtract-after-leak"}
 
 
 def lif_step(tau: float, r: float, dt: float) -> tuple[float, float]:

@@ -25,6 +25,7 @@ from uticompile.mapfile.records import (
     VERSION,
     Mapping,
     meta_text,
+    required_version,
 )
 from uticompile.mapfile.validate import validate
 
@@ -82,7 +83,11 @@ def encode_mapping(m: Mapping) -> bytes:
     if not isinstance(m.meta, dict):
         raise TypeError(f"Mapping.meta must be a dict, got {type(m.meta).__name__}")
     meta = meta_text(m.meta)
-    validate(model, layers, tiles, wsp, len(bias), strict=True, what=f"mapping {m.name!r}")
+    version = required_version(layers)  # 1.1 unless a newer feature is used (section 1.1)
+    validate(
+        model, layers, tiles, wsp, len(bias), strict=True, what=f"mapping {m.name!r}",
+        minor=version[1],
+    )  # fmt: skip
     sections = [
         (b"MODL", model.tobytes()),
         (b"LAYR", layers.tobytes()),
@@ -92,7 +97,7 @@ def encode_mapping(m: Mapping) -> bytes:
         (b"STRS", strs),
         (b"META", meta.encode("utf-8")),
     ]
-    return write_container(MAGIC_UTM, sections, version=VERSION)
+    return write_container(MAGIC_UTM, sections, version=version)
 
 
 def write_mapping(m: Mapping, path: str | os.PathLike[str]) -> None:
@@ -133,7 +138,7 @@ def decode_mapping(data: bytes | bytearray | memoryview, *, what: str = "mapping
         bad = np.flatnonzero(layers["placement"])
         if bad.size:
             fail(f"LAYR[{int(bad[0])}]: reserved bytes are not zero")
-    validate(model, layers, tiles, wsp, len(bias), strict=strict, what=what)
+    validate(model, layers, tiles, wsp, len(bias), strict=strict, what=what, minor=minor)
     strs = np.frombuffer(sec[b"STRS"], np.uint8)
     name_offsets = np.concatenate([[int(model["name"])], layers["name"].astype(np.int64)])
     names = _resolve_strings(strs, name_offsets, what)

@@ -17,8 +17,14 @@ from uticompile.limits import HARDWARE_RANGES, MAX_DIM, MAX_TIMESTEPS
 from uticompile.mapfile.wsp import dense_from_wsp
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
-VERSION = (1, 1)
-"""Format version written."""
+VERSION = (1, 2)
+"""The newest format version this package reads and writes (docs/mapping-format.md §1.1)."""
+BASE_VERSION = (1, 1)
+"""What a file needs no newer feature for is written as this version, so 1.1 readers keep reading
+it; ``required_version`` says which minor a mapping needs."""
+#: The first minor version in which a ``SUMPOOL`` may pool windows (kernel/stride read; §2.2)
+#: and a ``LIF`` may have reset 2 (``subtract-after-leak``).
+WINDOW_SUMPOOL_MINOR = 2
 
 MODL_DTYPE = np.dtype(
     [
@@ -120,6 +126,13 @@ PLACEMENT_NAMES: dict[int, str] = {
 }
 RESET_HARD = 0
 RESET_SUBTRACT = 1
+RESET_SUBTRACT_AFTER_LEAK = 2  # 1.2: snnTorch's order, fires on u > threshold (section 2.2)
+#: The IR's reset names (``uticompile.ir.RESETS``) -> LAYR ``reset`` codes.
+RESET_CODES: dict[str, int] = {
+    "hard": RESET_HARD,
+    "subtract": RESET_SUBTRACT,
+    "subtract-after-leak": RESET_SUBTRACT_AFTER_LEAK,
+}
 
 SECTION_TAGS = (b"MODL", b"LAYR", b"TILE", b"WSPW", b"BIAS", b"STRS", b"META")
 """Sections in the order written; all but META are required."""
@@ -134,6 +147,20 @@ MODL_RANGES: dict[str, tuple[int, int]] = {
     **HARDWARE_RANGES,
     "grouping": (min(GROUPING_NAMES), max(GROUPING_NAMES)),
 }
+
+
+def window_sumpools(layers: np.ndarray) -> np.ndarray:
+    """Mask of the ``SUMPOOL`` records that pool windows, not the whole input map (1.2)."""
+    is_sum = layers["kind"] == KIND_SUMPOOL
+    return is_sum & (layers["kernel"] != layers["in_shape"][:, 1:]).any(axis=1)
+
+
+def required_version(layers: np.ndarray) -> tuple[int, int]:
+    """The lowest format version that expresses these layer records."""
+    after_leak = (layers["kind"] == KIND_LIF) & (layers["reset"] == RESET_SUBTRACT_AFTER_LEAK)
+    if window_sumpools(layers).any() or after_leak.any():
+        return (VERSION[0], WINDOW_SUMPOOL_MINOR)
+    return BASE_VERSION
 
 
 def meta_text(meta: dict[str, Any]) -> str:

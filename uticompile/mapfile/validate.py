@@ -17,6 +17,7 @@ from uticompile.errors import MappingFormatError
 from uticompile.grouping import active_slot_count, group_count, slot_filter, slot_span
 from uticompile.limits import MAX_DIM
 from uticompile.mapfile.records import (
+    BASE_VERSION,
     GROUPING_NAMES,
     GROUPING_SATA,
     KIND_ADD,
@@ -35,6 +36,8 @@ from uticompile.mapfile.records import (
     PLACEMENT_SPLIT,
     RESET_HARD,
     RESET_SUBTRACT,
+    RESET_SUBTRACT_AFTER_LEAK,
+    WINDOW_SUMPOOL_MINOR,
 )
 from uticompile.mapfile.wsp import MASK_WORD_BITS, WORD_BYTES, mask_words, wsp_words
 
@@ -203,17 +206,20 @@ def validate(
     *,
     strict: bool,
     what: str,
+    minor: int = BASE_VERSION[1],
 ) -> None:
     """Every rule of section 2 a consumer relies on; raises on the first record breaking one.
 
     ``layers``/``tiles`` hold exactly MODL's layer_count/tile_count records. ``strict``: the
-    file is a x.0 file, whose reserved fields must be zero. The sections run in this order, each
+    file's minor version is known here, so its reserved fields must be zero. ``minor``: the
+    file's minor version, which decides what a ``SUMPOOL`` may be (the whole map before 1.2,
+    windows from 1.2). The sections run in this order, each
     relying on what the ones before established (e.g. indices in range before indexing with them).
     """
     ck = _Checker(what)
     _check_model(ck, model, len(layers))
     lay = _Layers.of(model, layers)
-    _check_layer_graph(ck, model, lay, layers["reserved"], strict)
+    _check_layer_graph(ck, model, lay, layers["reserved"], strict, minor)
     _check_layer_storage(ck, model, lay, len(tiles), nbias, layers["bias_index"])
     til = _Tiles.of(tiles)
     same, off = _check_tile_fields(ck, model, lay, til, wsp, strict)
@@ -235,7 +241,7 @@ def _check_model(ck: _Checker, model: np.ndarray, n_layers: int) -> None:
 
 
 def _check_layer_graph(
-    ck: _Checker, model: np.ndarray, L: _Layers, reserved: np.ndarray, strict: bool
+    ck: _Checker, model: np.ndarray, L: _Layers, reserved: np.ndarray, strict: bool, minor: int
 ) -> None:
     """LAYR: kinds, inputs (earlier layers only) and shapes that follow from each other."""
     n_layers, idx, kind, kname = len(L.kind), np.arange(len(L.kind)), L.kind, L.kname
@@ -300,13 +306,19 @@ def _check_layer_graph(
         "LAYR",
         lambda i: f"ADD operands differ: {_shape(ins[i])} and layer {in1[i]}'s {_shape(other[i])}",
     )
-    windowed = is_enc | is_conv | is_max
+    # 1.2: a SUMPOOL's kernel and stride are read (window sums); before, it pools the whole map
+    sum_windows = is_sum if minor >= WINDOW_SUMPOOL_MINOR else np.zeros_like(is_sum)
+    windowed = is_enc | is_conv | is_max | sum_windows
     ck.first(
         windowed & ((kernel < 1) | (stride < 1)).any(axis=1),
         "LAYR",
         lambda i: f"kernel {_shape(kernel[i])} and stride {_shape(stride[i])} must be >= 1",
     )
-    ck.first(is_max & pads.any(axis=1), "LAYR", lambda i: "MAXPOOL has no padding")
+    ck.first(
+        (is_max | sum_windows) & pads.any(axis=1),
+        "LAYR",
+        lambda i: f"{kname(i)} has no padding",
+    )
     padded_h = ins[:, 1] + pads[:, 0] + pads[:, 2]
     padded_w = ins[:, 2] + pads[:, 1] + pads[:, 3]
     ck.first(
@@ -324,9 +336,22 @@ def _check_layer_graph(
             f"and pads (H, W = {out_h[i]}, {out_w[i]})"
         ),
     )
+    ck.first(
+        is_sum & ~sum_windows & (kernel != ins[:, 1:]).any(axis=1),
+        "LAYR",
+        lambda i: (
+            f"SUMPOOL kernel {_shape(kernel[i])} is not the input's H, W "
+            f"(window sums need format version 1.{WINDOW_SUMPOOL_MINOR})"
+        ),
+    )
     ones = np.ones(n_layers, np.int64)
     expected_out = np.select(
-        [is_max[:, None], (is_lif | is_add)[:, None], is_sum[:, None], is_flat[:, None]],
+        [
+            (is_max | sum_windows)[:, None],
+            (is_lif | is_add)[:, None],
+            is_sum[:, None],
+            is_flat[:, None],
+        ],
         [
             np.stack([ins[:, 0], out_h, out_w], axis=1),
             ins,
@@ -344,11 +369,6 @@ def _check_layer_graph(
         is_fc & (outs[:, 1:] != 1).any(axis=1),
         "LAYR",
         lambda i: f"FC out_shape {_shape(outs[i])} is not (features, 1, 1)",
-    )
-    ck.first(
-        is_sum & (kernel != ins[:, 1:]).any(axis=1),
-        "LAYR",
-        lambda i: f"SUMPOOL kernel {_shape(kernel[i])} is not the input's H, W",
     )
     src_kind = kind[np.maximum(in0, 0)]
     ck.first(
@@ -374,10 +394,16 @@ def _check_layer_graph(
             f"{L.kname(i)} shifts {s0[i]}, {s1[i]} are out of range (ADD 0..31, ENCODE 0..62)"
         ),
     )
+    resets: tuple[int, ...]
+    if minor >= WINDOW_SUMPOOL_MINOR:  # 1.2 adds reset 2 (subtract after the leak)
+        resets = (RESET_HARD, RESET_SUBTRACT, RESET_SUBTRACT_AFTER_LEAK)
+        names = f"not {RESET_HARD}, {RESET_SUBTRACT} or {RESET_SUBTRACT_AFTER_LEAK}"
+    else:
+        resets, names = (RESET_HARD, RESET_SUBTRACT), f"neither {RESET_HARD} nor {RESET_SUBTRACT}"
     ck.first(
-        is_lif & ~np.isin(reset, (RESET_HARD, RESET_SUBTRACT)),
+        is_lif & ~np.isin(reset, resets),
         "LAYR",
-        lambda i: f"reset {reset[i]} is neither {RESET_HARD} nor {RESET_SUBTRACT}",
+        lambda i: f"reset {reset[i]} is {names}",
     )
     last = n_layers - 1
     head = last  # the classifier: the last layer, or the FC its spiking output neuron reads
