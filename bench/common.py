@@ -24,11 +24,13 @@ SPARSITY = 1 - 0.75**14
 T = TypeVar("T")
 
 
-def pruned_vgg16(*, balanced: bool, pes: int = 16, seed: int = 0) -> Graph:
+def pruned_vgg16(
+    *, balanced: bool, pes: int = 16, seed: int = 0, sparsity: float = SPARSITY
+) -> Graph:
     g = build_model("vgg16", ModelSpec((3, 32, 32), 10, seed=seed))
     names = [g.param_names(n)[0] for n in g.weight_nodes()]
     scores = np.concatenate([np.abs(g.params[n]).ravel() for n in names])
-    threshold = np.quantile(scores, SPARSITY)
+    threshold = np.quantile(scores, sparsity)
     rng = np.random.default_rng(seed)
     for name in names:
         w = g.params[name]

@@ -12,6 +12,7 @@ from pathlib import Path
 BENCHMARKS = [
     ("balancing vs one training epoch", "bench_balance.py", []),
     ("mapping vs loading the ONNX file; mapped size", "bench_map.py", []),
+    ("weight encodings: WSP, compact, CSR vs the entropy bound", "bench_encoding.py", []),
     ("runtime vs onnxruntime", "bench_runtime.py", ["--samples", "16"]),
     ("zoo training step vs a plain per-timestep loop", "bench_train_step.py", []),
     ("training throughput: 1 process vs 2 (gloo DDP)", "bench_ddp.py", ["--epochs", "2"]),

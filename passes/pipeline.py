@@ -1,8 +1,8 @@
 """The map pipeline from a pruned IR graph to a mapped binary.
 
-graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> ChoosePlacement -> PlaceOnPEs -> EncodeWSP
--> Mapping. Calibrated placement (the hits of ``ChoosePlacement``) is measured by the runtime
-(``runtime.calibrate``), which runs a first, contiguous mapping.
+graph -> FoldBatchNorm -> LowerToHardware -> Quantize -> ChoosePlacement -> PlaceOnPEs ->
+EncodeWeights -> Mapping. Calibrated placement (the hits of ``ChoosePlacement``) is measured by
+the runtime (``runtime.calibrate``), which runs a first, contiguous mapping.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ from uticompile.mapfile import (
     TILE_DTYPE,
     Mapping,
 )
+from uticompile.mapfile.compact import ENCODING_WSP
 from uticompile.mapfile.wsp import WORD_BYTES, wsp_words
 from uticompile.passes.base import Pass, PassManager
 from uticompile.passes.choose_placement import ChoosePlacement
-from uticompile.passes.encode_wsp import EncodeWSP
+from uticompile.passes.encode_weights import WEIGHT_ENCODINGS, EncodeWeights
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 from uticompile.passes.lower_to_hardware import LowerToHardware
 from uticompile.passes.place_on_pes import PlaceOnPEs
@@ -53,6 +54,7 @@ class MapConfig:
     bits: int = 16
     placement: str = "auto"
     calibration: int = 64  # training samples whose spikes weigh placement costs; 0 = static
+    weight_encoding: str = "wsp"  # per tile: wsp (the paper's), compact (1.2), auto (smaller)
 
     def __post_init__(self) -> None:
         if self.pes < 1:
@@ -65,6 +67,11 @@ class MapConfig:
         if self.placement not in PLACEMENTS:
             raise ConfigError(
                 f"placement must be one of {', '.join(PLACEMENTS)}", option="placement"
+            )
+        if self.weight_encoding not in WEIGHT_ENCODINGS:
+            raise ConfigError(
+                f"weight_encoding must be one of {', '.join(WEIGHT_ENCODINGS)}",
+                option="weight_encoding",
             )
         if self.calibration < 0:
             raise ConfigError(
@@ -85,6 +92,16 @@ def calibrated(config: MapConfig) -> bool:
     return config.placement != "contiguous" and config.calibration > 0
 
 
+def _config_record(config: MapConfig) -> dict[str, Any]:
+    """``config`` as META stores it; the default WSP encoding is left out, so that mappings that
+    do not use the compact encoding stay byte-identical to those written before it existed (and
+    ``MapConfig(**record)`` gives the default back)."""
+    record = asdict(config)
+    if record["weight_encoding"] == MapConfig.weight_encoding:
+        del record["weight_encoding"]
+    return record
+
+
 def map_metadata(
     config: MapConfig,
     hw: HardwareConfig,
@@ -94,7 +111,7 @@ def map_metadata(
 ) -> dict:
     """What ``--check`` needs to redo the mapping exactly, stored in the META section."""
     meta: dict[str, Any] = {
-        "map_config": asdict(config),
+        "map_config": _config_record(config),
         "hardware": {
             "scratchpad_words": hw.scratchpad_words,
             "word_bits": hw.word_bits,
@@ -152,7 +169,7 @@ def compile_graph(
         Quantize(config.bits, hw.input_bits, hw.acc_bits),
         ChoosePlacement(config.placement, dict(hits or {})),
         PlaceOnPEs(),
-        EncodeWSP(),
+        EncodeWeights(config.weight_encoding),
     ]
     assert tuple(p.name for p in passes) == MAP_PIPELINE
     return PassManager(passes).run(graph, on_pass)
@@ -161,6 +178,7 @@ def compile_graph(
 def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
     """The mapped-binary records of a compiled module (docs/mapping-format.md, section 2)."""
     assert module.wsp is not None and module.wsp_offsets is not None
+    assert module.tile_codes is not None
     hw = module.hw
     layers = np.zeros(len(module.layers), LAYR_DTYPE)
     tile_rows: list[np.ndarray] = []
@@ -198,8 +216,13 @@ def to_mapping(module: HwModule, meta: dict | None = None) -> Mapping:
                 ("group", "pe", "tile", "filter", "position", "count", "nnz")
             ):
                 t[name] = layer.tiles[:, col]
-            t["words"] = wsp_words(layer.tiles[:, 5], layer.tiles[:, 6])  # int64: no u32 wrap
-            t["wsp_bytes"] = WORD_BYTES * t["words"]
+            codes = module.tile_codes[n_tiles : n_tiles + len(t)]
+            t["encoding"], t["rice_k"], t["words"] = codes.T
+            assert np.array_equal(  # WSP tiles: the words section 2.3 gives
+                codes[codes[:, 0] == ENCODING_WSP, 2],
+                wsp_words(layer.tiles[:, 5], layer.tiles[:, 6])[codes[:, 0] == ENCODING_WSP],
+            )
+            t["wsp_bytes"] = np.where(codes[:, 0] == ENCODING_WSP, WORD_BYTES * codes[:, 2], 0)
             t["wsp_offset"] = module.wsp_offsets[n_tiles : n_tiles + len(t)]
             tile_rows.append(t)
             n_tiles += len(t)

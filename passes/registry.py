@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from uticompile.passes.choose_placement import ChoosePlacement
-from uticompile.passes.encode_wsp import EncodeWSP
+from uticompile.passes.encode_weights import EncodeWeights
 from uticompile.passes.fold_batchnorm import FoldBatchNorm
 from uticompile.passes.lower_to_hardware import LowerToHardware
 from uticompile.passes.place_on_pes import PlaceOnPEs
@@ -17,7 +17,7 @@ PASSES: dict[str, type] = {
         Quantize,
         ChoosePlacement,
         PlaceOnPEs,
-        EncodeWSP,
+        EncodeWeights,
     )
 }
 
@@ -28,5 +28,5 @@ MAP_PIPELINE: tuple[str, ...] = (
     "quantize",
     "choose-placement",
     "place-on-pes",
-    "encode-wsp",
+    "encode-weights",
 )

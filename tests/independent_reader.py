@@ -60,11 +60,11 @@ LAYR_FIELDS = (
     ("reserved", 1),
 )
 
-# Section 2.3
-TILE = struct.Struct("<IIHHIIIIIQII")
+# Section 2.3 (1.2: the u32 reserved at 44 became encoding u8, rice_k u8, reserved u16)
+TILE = struct.Struct("<IIHHIIIIIQIBBH")
 TILE_FIELDS = (
     "layer", "group", "pe", "tile", "filter", "position", "count", "nnz", "words",
-    "wsp_offset", "wsp_bytes", "reserved",
+    "wsp_offset", "wsp_bytes", "encoding", "rice_k", "reserved",
 )  # fmt: skip
 
 
@@ -98,6 +98,49 @@ def decode_wsp(blob: bytes, position: int, count: int, nnz: int) -> tuple[list[i
     if len(positions) != nnz:
         raise ValueError("bitmask popcount is not nnz")
     values = list(struct.unpack_from(f"<{nnz}h", blob, mask_bytes))
+    return positions, values
+
+
+def decode_compact(
+    blob: bytes, position: int, count: int, nnz: int, weight_bits: int, k: int
+) -> tuple[list[int], list[int]]:
+    """(positions, values) of one compact tile (section 2.5), one bit at a time."""
+
+    def bit(i: int) -> int:
+        if i >= 8 * len(blob):
+            raise ValueError("compact stream ends early")
+        return (blob[i // 8] >> (i % 8)) & 1
+
+    def field(start: int, width: int) -> int:
+        return sum(bit(start + j) << j for j in range(width))
+
+    values = []
+    for i in range(nnz):
+        v = field(i * weight_bits, weight_bits)
+        if v >= 1 << (weight_bits - 1):
+            v -= 1 << weight_bits
+        if v == -(1 << (weight_bits - 1)):
+            raise ValueError("compact value out of range")
+        values.append(v)
+    at = nnz * weight_bits
+    remainders = [field(at + i * k, k) for i in range(nnz)]
+    at += nnz * k
+    positions = []
+    previous = -1
+    for i in range(nnz):
+        q = 0
+        while bit(at) == 0:
+            q += 1
+            at += 1
+        at += 1
+        previous += (q << k) + remainders[i] + 1
+        if previous >= count:
+            raise ValueError("compact position past count")
+        positions.append(position + previous)
+    if len(blob) != 2 * ((at + 15) // 16):
+        raise ValueError("compact blob is not its stream padded to a 16-bit word")
+    if any(bit(i) for i in range(at, 8 * len(blob))):
+        raise ValueError("compact padding is not zero")
     return positions, values
 
 
@@ -153,12 +196,24 @@ def read_utm(data: bytes) -> dict[str, Any]:
     for i in range(model["tile_count"]):
         rec = dict(zip(TILE_FIELDS, TILE.unpack_from(tile_bytes, 48 * i), strict=True))
         start = rec["wsp_offset"]
-        if start % 2 or start + rec["wsp_bytes"] > len(wspw):
+        if start % 2 or start + 2 * rec["words"] > len(wspw):
             raise ValueError("WSP blob bounds")
-        blob = wspw[start : start + rec["wsp_bytes"]]
-        rec["positions"], rec["values"] = decode_wsp(
-            blob, rec["position"], rec["count"], rec["nnz"]
-        )
+        blob = wspw[start : start + 2 * rec["words"]]
+        if rec["encoding"] == 0:
+            if rec["wsp_bytes"] != 2 * rec["words"]:
+                raise ValueError("wsp_bytes is not 2 * words")
+            rec["positions"], rec["values"] = decode_wsp(
+                blob, rec["position"], rec["count"], rec["nnz"]
+            )
+        elif rec["encoding"] == 1 and minor >= 2:
+            if rec["wsp_bytes"] != 0:
+                raise ValueError("a compact tile has wsp_bytes 0")
+            bits = layers[rec["layer"]]["weight_bits"]
+            rec["positions"], rec["values"] = decode_compact(
+                blob, rec["position"], rec["count"], rec["nnz"], bits, rec["rice_k"]
+            )
+        else:
+            raise ValueError("unknown tile encoding")
         tiles.append(rec)
 
     bias_bytes = sections[b"BIAS"]

@@ -48,6 +48,7 @@ from uticompile.mapfile import (
     wsp_decode,
     wsp_encode,
 )
+from uticompile.mapfile.compact import compact_encode
 
 independent = independent_reader()
 
@@ -69,7 +70,7 @@ DOC_LAYR = [
 DOC_TILE = [
     (0, "layer"), (4, "group"), (8, "pe"), (10, "tile"), (12, "filter"), (16, "position"),
     (20, "count"), (24, "nnz"), (28, "words"), (32, "wsp_offset"), (40, "wsp_bytes"),
-    (44, "reserved"),
+    (44, "encoding"), (45, "rice_k"), (46, "reserved"),
 ]  # fmt: skip
 
 SCRATCH = 20  # words per PE: small, so filters split into several tiles
@@ -102,8 +103,13 @@ def _place(
     sata: bool,
     blobs: list[bytes],
     placed: list[tuple[int, ...]] | None = None,
+    compact_bits: int = 0,
 ) -> list[tuple[int, ...]]:
-    """Tile records of one weight layer, following section 2.3 word by word."""
+    """Tile records of one weight layer, following section 2.3 word by word.
+
+    ``compact_bits``: the layer's weight_bits, to store every other tile in the compact
+    encoding (version 1.2, section 2.5); 0 = all WSP.
+    """
     c_out, flen = w.shape
     c_in = flen // kk
     if placed is not None:
@@ -131,22 +137,28 @@ def _place(
                 end += kk
             assert words(start, end, f) <= SCRATCH
             values = w[f, start:end]
-            blob = wsp_encode(values, values != 0)
             offset = sum(len(b) for b in blobs)
             count, nnz = end - start, int(np.count_nonzero(values))
-            wd = -(-count // 16) + nnz
-            rows.append((li, g, p, t, f, start, count, nnz, wd, offset, len(blob), 0))
+            if compact_bits and (len(rows) + li) % 2 == 0:
+                blob, k = compact_encode(values, values != 0, compact_bits)
+                wd = len(blob) // 2
+                rows.append((li, g, p, t, f, start, count, nnz, wd, offset, 0, 1, k, 0))
+            else:
+                blob = wsp_encode(values, values != 0)
+                wd = -(-count // 16) + nnz
+                rows.append((li, g, p, t, f, start, count, nnz, wd, offset, len(blob), 0, 0, 0))
             blobs.append(blob)
             start, t = end, t + 1
     return rows
 
 
 def build(
-    grouping: int = GROUPING_SATA, seed: int = 0, placed: bool = False
+    grouping: int = GROUPING_SATA, seed: int = 0, placed: bool = False, compact: bool = False
 ) -> tuple[Mapping, dict[int, np.ndarray]]:
     """A small mapped network and its dense weights per weight layer ([C_out, positions]).
 
-    ``placed``: the sata network with the 1.1 placements of ``PLACED``.
+    ``placed``: the sata network with the 1.1 placements of ``PLACED``; ``compact``: every other
+    tile in the 1.2 compact encoding.
     """
     rng = np.random.default_rng(seed)
     sata = grouping == GROUPING_SATA
@@ -206,7 +218,8 @@ def build(
                 w[0, :] = rng.integers(1, bound, flen)  # a dense one
             dense[i] = w
             code, slots = PLACED.get(i, (0, None)) if placed else (0, None)
-            rows = _place(i, w, kk, n, sata, blobs, slots)
+            bits = spec["weight_bits"] if compact else 0
+            rows = _place(i, w, kk, n, sata, blobs, slots, bits)
             rec["tile_first"], rec["tile_count"] = len(tile_rows), len(rows)
             tile_rows += rows
             rec["groups"] = -(-c_out // n) if sata else c_out
@@ -259,6 +272,12 @@ def placed() -> tuple[Mapping, dict[int, np.ndarray], bytes]:
     return m, dense, encode_mapping(m)
 
 
+@pytest.fixture(scope="module")
+def compact() -> tuple[Mapping, dict[int, np.ndarray], bytes]:
+    m, dense = build(GROUPING_SATA, seed=3, compact=True)
+    return m, dense, encode_mapping(m)
+
+
 # ---------------------------------------------------------------------------------------------
 # layout and round trips
 
@@ -299,7 +318,7 @@ def test_constants() -> None:
     assert bytes.fromhex("55544d4150000d0a") == MAGIC_UTM
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed", "compact"])
 def test_round_trip(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     m, _, data = request.getfixturevalue(which)
     assert len(data) < 8192
@@ -410,14 +429,14 @@ def test_encode_refuses_bad_input(sata: tuple) -> None:
 # the independent reader agrees with the Mapping and with the dense weights
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed", "compact"])
 def test_independent_reader_reads_every_field_and_weight(
     which: str, request: pytest.FixtureRequest
 ) -> None:
     m, dense, data = request.getfixturevalue(which)
     back = decode_mapping(data)
     doc = independent.read_utm(data)
-    assert doc["version"] == (1, 1)
+    assert doc["version"] == ((1, 2) if which == "compact" else (1, 1))
     assert doc["model_name"] == m.name
     for name in _names(MODL_DTYPE):
         assert np.asarray(back.model[name]).tolist() == doc["model"][name], name
@@ -1152,7 +1171,7 @@ def _consistent(got: Mapping, case: str) -> None:
     assert again.equals(got), case
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed", "compact"])
 def test_fuzz_every_byte_flipped(which: str, request: pytest.FixtureRequest) -> None:
     m, _, data = request.getfixturevalue(which)
     rng = np.random.default_rng(7)
@@ -1174,7 +1193,7 @@ def test_fuzz_every_byte_flipped(which: str, request: pytest.FixtureRequest) -> 
     assert accepted == int((~covered).sum())  # exactly the zero gaps between sections
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed", "compact"])
 def test_fuzz_truncated_and_extended(which: str, request: pytest.FixtureRequest) -> None:
     _, _, data = request.getfixturevalue(which)
     assert len(data) > 1000
@@ -1184,7 +1203,7 @@ def test_fuzz_truncated_and_extended(which: str, request: pytest.FixtureRequest)
         assert _outcome(data + extra, "extended") is None
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed", "compact"])
 def test_fuzz_multi_byte_damage(which: str, request: pytest.FixtureRequest) -> None:
     m, _, data = request.getfixturevalue(which)
     rng = np.random.default_rng(11)
@@ -1206,7 +1225,7 @@ _INTERESTING = [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 32, 63, 64, 255, 256, 65535, 6
                 2**31 - 1, 2**31, 2**32 - 1]  # fmt: skip
 
 
-@pytest.mark.parametrize("which", ["sata", "systolic", "placed"])
+@pytest.mark.parametrize("which", ["sata", "systolic", "placed", "compact"])
 def test_fuzz_with_valid_crcs(which: str, request: pytest.FixtureRequest) -> None:
     """Damage the records and re-seal the CRCs: the semantic checks alone must catch it."""
     _, _, data = request.getfixturevalue(which)
@@ -1320,9 +1339,23 @@ def test_giant_tiles_are_valid_but_for_the_overlap() -> None:
         decode_mapping(_giant_tiles(), what="m")
 
 
-def test_hostile_files(sata: tuple) -> None:
+def _hostile_compact(data: bytes) -> list[tuple[str, bytes]]:
+    """A compact tile whose 2 MiB stream is all one bits: refused on its quotient count, without
+    expanding the stream's bits."""
+    m = decode_mapping(data)
+    t = _first_compact(m)
+    size = 2 << 20
+    m.tiles[t]["wsp_offset"] = len(m.wsp)
+    m.tiles[t]["words"] = size // 2
+    m.model["scratchpad_words"] = size // 2
+    wsp = np.concatenate([m.wsp, np.full(size, 0xFF, np.uint8)])
+    records = {**_records(m), "WSPW": wsp.tobytes()}
+    return [("compact stream of 2 MiB ones", _rebuild(data, records))]
+
+
+def test_hostile_files(sata: tuple, compact: tuple) -> None:
     _, _, data = sata
-    for case, hostile in _hostile(data):
+    for case, hostile in [*_hostile(data), *_hostile_compact(compact[2])]:
         tracemalloc.start()
         try:
             assert _outcome(hostile, case) is None, case
@@ -1333,6 +1366,58 @@ def test_hostile_files(sata: tuple) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# version 1.2: the compact encoding's TILE fields
+
+
+def _first_compact(m: Mapping) -> int:
+    return int(np.flatnonzero(m.tiles["encoding"] == 1)[0])
+
+
+COMPACT_CASES: list[tuple[str, Mutation, str]] = [
+    ("encoding-2", lambda m: _set(m.tiles, 0, "encoding", 2), "TILE[0]: encoding 2 is not 0"),
+    ("rice_k-32", lambda m: _set(m.tiles, _first_compact(m), "rice_k", 32), "out of range 0..31"),
+    ("wsp-rice_k", lambda m: _set(m.tiles, 1, "rice_k", 3), "TILE[1]: rice_k 3 of a WSP tile"),
+    (
+        "compact-wsp_bytes",
+        lambda m: _set(m.tiles, _first_compact(m), "wsp_bytes", 2),
+        "wsp_bytes 2 of a compact tile is not 0",
+    ),
+    ("compact-words", lambda m: _set(m.tiles, _first_compact(m), "words", 1), "cannot hold 5"),
+    ("compact-nnz", lambda m: _set(m.tiles, _first_compact(m), "nnz", 1), "quotients, nnz is 1"),
+    ("reserved", lambda m: _set(m.tiles, 2, "reserved", 1), "TILE[2]: reserved field is not zero"),
+]
+
+
+@pytest.mark.parametrize(
+    ("label", "mutate", "message"), COMPACT_CASES, ids=[c[0] for c in COMPACT_CASES]
+)
+def test_semantic_errors_compact(
+    compact: tuple, label: str, mutate: Mutation, message: str
+) -> None:
+    _, _, data = compact
+    m = decode_mapping(data)
+    assert m.tiles["encoding"][0] == 1
+    assert m.tiles["encoding"][1] == 0
+    mutate(m)
+    with pytest.raises(MappingFormatError) as info:
+        decode_mapping(_rebuild(data, _records(m)), what="m.utm")
+    assert message in str(info.value), str(info.value)
+
+
+def test_compact_tiles_need_version_1_2(compact: tuple) -> None:
+    """A 1.1 file's encoding and rice_k bytes were reserved: compact tiles there are rejected."""
+    m, _, data = compact
+    c = read_container(data, MAGIC_UTM, (), what="x")
+    assert c.version == m.version == (1, 2)
+    sections = [(t, bytes(v)) for t, v in c.sections.items()]
+    older = write_container(MAGIC_UTM, sections, version=(1, 1))
+    with pytest.raises(MappingFormatError, match=r"TILE\[0\]: reserved field is not zero"):
+        decode_mapping(older)
+    m2, _ = build(GROUPING_SATA, seed=3)  # the same network, WSP only: written as 1.1
+    assert m2.version == (1, 1)
+    assert read_container(encode_mapping(m2), MAGIC_UTM, (), what="x").version == (1, 1)
+
+
 # version 1.2: SUMPOOL windows (the golden vector vgg_avgpool holds two)
 
 AVGPOOL_VECTOR = Path(__file__).resolve().parents[1] / "docs" / "vectors" / "vgg_avgpool.utm"

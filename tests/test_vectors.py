@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -54,7 +55,7 @@ def test_vectors_cover_what_the_spec_promises() -> None:
         window_sumpools,
     )
 
-    kinds, placements, groupings = set(), set(), set()
+    kinds, placements, groupings, encodings = set(), set(), set(), set()
     spatial = passes = empty = saturations = windows = 0
     resets = set()
     for utm in VECTORS.glob("*.utm"):
@@ -62,6 +63,7 @@ def test_vectors_cover_what_the_spec_promises() -> None:
         kinds |= {KIND_NAMES[int(k)] for k in m.layers["kind"]}
         placements |= {PLACEMENT_NAMES[int(p)] for p in m.layers["placement"]}
         groupings.add(int(m.model["grouping"]))
+        encodings |= {int(e) for e in m.tiles["encoding"]}
         spatial = max(spatial, int(m.layers["spatial_tiles"].max()))
         passes += int((m.tiles["tile"] > 0).sum())
         empty += int((m.tiles["nnz"] == 0).sum())
@@ -71,6 +73,7 @@ def test_vectors_cover_what_the_spec_promises() -> None:
     assert kinds == set(KIND_NAMES.values())
     assert {"contiguous", "split"} <= placements
     assert groupings == {0, 1}
+    assert encodings == {0, 1}  # WSP and compact tiles
     assert spatial > 1
     assert passes > 0
     assert empty > 0
@@ -80,7 +83,8 @@ def test_vectors_cover_what_the_spec_promises() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool", "vgg_after_leak"]
+    "case",
+    ["vgg_sata", "resnet_sata", "vgg_saturate", "vgg_avgpool", "vgg_after_leak", "vgg_compact"],
 )
 def test_run_reports_the_vectors_figures(case: str) -> None:
     utm, uts = VECTORS / f"{case}.utm", VECTORS / f"{case}.uts"
@@ -92,3 +96,26 @@ def test_run_reports_the_vectors_figures(case: str) -> None:
     assert got["accuracy"] == want["accuracy"]
     del got["predictions"], got["accuracy"]
     assert got == want["run"]
+
+
+def test_the_compact_vector_runs_exactly_as_its_wsp_mapping() -> None:
+    """Same network, WSP tiles only: the same spikes, logits, cycles and energy; only the
+    weight bytes and the version differ."""
+    from dataclasses import replace
+
+    from uticompile.mapfile import decode_mapping
+
+    gen = _generator()
+    case = next(c for c in gen.CASES if c.name == "vgg_compact")
+    utm, uts, want = gen.build_case(case)
+    wsp_utm, wsp_uts, got = gen.build_case(replace(case, weight_encoding="wsp"))
+    compact, wsp = decode_mapping(utm), decode_mapping(wsp_utm)
+    assert compact.version == (1, 2)
+    assert wsp.version == (1, 1)
+    assert len(utm) < len(wsp_utm)
+    assert uts == wsp_uts
+    assert got.pop("format_version") == "1.1"
+    assert want.pop("format_version") == "1.2"
+    assert got == want
+    for i in range(len(wsp.tiles)):
+        np.testing.assert_array_equal(compact.tile_dense(i), wsp.tile_dense(i))

@@ -306,6 +306,7 @@ def map_model(
     bits: int = 16,
     placement: str = "auto",
     calibration: int = 64,
+    weight_encoding: str = "wsp",
     hw: HardwareConfig | PathLike | None = None,
     dataset: str = "digits",
     data_dir: str | Path | None = None,
@@ -314,9 +315,10 @@ def map_model(
 
     ``placement`` (auto, sorted, contiguous) decides which PE holds which filter; ``auto`` and
     ``sorted`` weigh costs on the spikes of the first ``calibration`` training images of
-    ``dataset`` (0: nonzero weight counts). ``hw``: a HardwareConfig, a hardware TOML path, or
-    None for the defaults. The model's ONNX bytes are hashed into the mapping, so
-    ``run(..., check=model)`` can verify it.
+    ``dataset`` (0: nonzero weight counts). ``weight_encoding`` (wsp, compact, auto) is how
+    tiles store weights (docs/mapping-format.md 2.5; results never change). ``hw``: a
+    HardwareConfig, a hardware TOML path, or None for the defaults. The model's ONNX bytes are
+    hashed into the mapping, so ``run(..., check=model)`` can verify it.
     """
     from uticompile.onnx_export import serialize, to_onnx
     from uticompile.onnx_import import from_onnx, load_onnx
@@ -324,8 +326,9 @@ def map_model(
     from uticompile.workflow.recipes import map_for_dataset
 
     config = MapConfig(
-        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
-    )
+        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration,
+        weight_encoding=weight_encoding,
+    )  # fmt: skip
     if isinstance(model, Graph):
         graph, source = model, serialize(to_onnx(model))
     else:

@@ -71,6 +71,7 @@ class HwModule:
     quantized: bool = False
     wsp: bytes | None = None
     wsp_offsets: np.ndarray | None = None  # per tile, in layer then tile order
+    tile_codes: np.ndarray | None = None  # per tile: encoding, rice_k, words (int64 [tiles, 3])
 
     def weight_layers(self) -> list[HwLayer]:
         return [layer for layer in self.layers if layer.is_weight]

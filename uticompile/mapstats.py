@@ -1,8 +1,14 @@
 """Figures about a mapping: per-PE workloads and utilization, and storage sizes.
 
-Sizes compare the WSP encoding with dense storage, CSR-style storage (values + column indices +
-row pointers) and the entropy bound of mask plus values (binary entropy of the mask at its density
-plus the empirical entropy of the nonzero values), per weight layer and in total.
+Sizes compare what the file stores (``bytes``: WSP and compact tiles as written) with what every
+tile would take in WSP and in the compact encoding, dense storage, CSR-style storage (values +
+column indices + row pointers) and two entropy bounds of mask plus values, per weight layer and in
+total. The mask's part of both bounds is ``n * H(p)``: n dense positions, H the binary entropy at
+the layer's density p = nonzero / n (the information in the positions of an i.i.d. mask of that
+density). Values: ``bytes_entropy_bound`` adds the empirical entropy of the layer's nonzero values
+(``sum -c_v log2(c_v / nnz)`` over distinct values v with counts c_v), ``bytes_bound_weight_bits``
+adds ``nnz * weight_bits`` (values stored at their declared width, as a format must when it does not
+model them). Both are rounded up to whole bytes.
 """
 
 from __future__ import annotations
@@ -21,7 +27,14 @@ from uticompile.mapfile import (
     WEIGHT_KINDS,
     Mapping,
 )
-from uticompile.mapfile.wsp import WORD_BYTES, mask_words
+from uticompile.mapfile.compact import (
+    ENCODING_NAMES,
+    ENCODING_WSP,
+    decode_compact,
+    runs_of,
+    tile_compact_words,
+)
+from uticompile.mapfile.wsp import WORD_BYTES, mask_words, wsp_words
 from uticompile.metrics import eq2
 
 
@@ -84,7 +97,8 @@ def _spans(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarr
 
 
 def layer_weights(m: Mapping, layer: int) -> LayerWeights:
-    """Decode all WSP blobs of a (validated) weight layer at once: no loop over tiles."""
+    """Decode all blobs of a (validated) weight layer at once, WSP and compact: no loop over
+    tiles or weights."""
     rec = m.layers[layer]
     o = int(rec["out_shape"][0])
     c = int(rec["in_shape"][0]) * (
@@ -93,6 +107,28 @@ def layer_weights(m: Mapping, layer: int) -> LayerWeights:
     kk = 1 if KIND_CODES["FC"] == rec["kind"] else int(rec["kernel"][0]) * int(rec["kernel"][1])
     first, count = int(rec["tile_first"]), int(rec["tile_count"])
     t = m.tiles[first : first + count]
+    is_wsp = t["encoding"] == ENCODING_WSP
+    tile, where, value = _wsp_weights(m, t, np.flatnonzero(is_wsp))
+    if not is_wsp.all():
+        which = np.flatnonzero(~is_wsp)
+        ct = t[which]
+        got = decode_compact(
+            m.wsp, ct["wsp_offset"].astype(np.int64), ct["words"], ct["count"], ct["nnz"],
+            int(rec["weight_bits"]), ct["rice_k"],
+        )  # fmt: skip
+        order = np.argsort(np.concatenate([tile, which[got.tile]]), kind="stable")
+        tile = np.concatenate([tile, which[got.tile]])[order]
+        where = np.concatenate([where, got.position])[order]
+        value = np.concatenate([value, got.value.astype(np.int16)])[order]
+    position = t["position"].astype(np.int64)[tile] + where
+    return LayerWeights((o, c * kk), tile, t["filter"].astype(np.int64)[tile], position, value)
+
+
+def _wsp_weights(
+    m: Mapping, tiles: np.ndarray, which: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(tile index, position within the tile, value int16) of the WSP tiles ``which``."""
+    t = tiles[which]
     off = t["wsp_offset"].astype(np.int64)
     nnz = t["nnz"].astype(np.int64)
     mbytes = WORD_BYTES * mask_words(t["count"].astype(np.int64))
@@ -101,9 +137,8 @@ def layer_weights(m: Mapping, layer: int) -> LayerWeights:
     assert where.size == int(nnz.sum()), "the reader checks that bitmasks agree with nnz"
     tile = np.repeat(np.arange(len(t), dtype=np.int64), nnz)
     bit0 = np.cumsum(8 * mbytes) - 8 * mbytes
-    position = t["position"].astype(np.int64)[tile] + where - bit0[tile]
     value = _spans(m.wsp, off + mbytes, WORD_BYTES * nnz).view("<i2").astype(np.int16)
-    return LayerWeights((o, c * kk), tile, t["filter"].astype(np.int64)[tile], position, value)
+    return which[tile], where - bit0[tile], value
 
 
 def dense_weights(m: Mapping, layer: int) -> tuple[np.ndarray, np.ndarray]:
@@ -126,11 +161,24 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
         w = pe_workloads(m, i)
         act = pe_active(m, i)
         mu = eq2(w, act)
-        values, mask = dense_weights(m, i)
+        lw = layer_weights(m, i)
+        values = np.zeros(lw.shape, np.int16)
+        mask = np.zeros(lw.shape, bool)
+        mask[lw.filter, lw.position] = True
+        values[lw.filter, lw.position] = lw.value
         o, cols = mask.shape
         nnz = int(mask.sum())
         index_bytes = 2 if cols <= 65536 else 4
-        entropy = cols * o * _binary_entropy(nnz / mask.size) + _entropy_bits(values[mask])
+        mask_bits = cols * o * _binary_entropy(nnz / mask.size)
+        entropy = mask_bits + _entropy_bits(values[mask])
+        bits = int(rec["weight_bits"])
+        t = m.tiles[int(rec["tile_first"]) : int(rec["tile_first"]) + int(rec["tile_count"])]
+        rel = lw.position - t["position"].astype(np.int64)[lw.tile]  # position in its tile
+        first_of_tile = np.ones(lw.tile.size, bool)
+        first_of_tile[1:] = lw.tile[1:] != lw.tile[:-1]
+        runs = np.where(first_of_tile, rel, runs_of(rel))
+        compact_words, _ = tile_compact_words(lw.tile, runs, len(t), bits)
+        encodings = sorted({ENCODING_NAMES[int(e)] for e in t["encoding"]})
         has_work = ~np.isnan(mu)
         rows.append(
             {
@@ -150,14 +198,15 @@ def layer_summary(m: Mapping) -> list[dict[str, Any]]:
                     for row, arow in zip(w, act, strict=True)
                 ],
                 "static_utilization": float(mu[has_work].mean()) if has_work.any() else None,
-                "bytes_wsp": int(
-                    m.tiles[
-                        int(rec["tile_first"]) : int(rec["tile_first"]) + int(rec["tile_count"])
-                    ]["wsp_bytes"].sum()
-                ),
+                "encoding": encodings[0] if len(encodings) == 1 else "mixed",
+                "tiles_compact": int((t["encoding"] != ENCODING_WSP).sum()),
+                "bytes": WORD_BYTES * int(t["words"].astype(np.int64).sum()),
+                "bytes_wsp": WORD_BYTES * int(wsp_words(t["count"], t["nnz"]).sum()),
+                "bytes_compact": WORD_BYTES * int(compact_words.sum()),
                 "bytes_dense": mask.size * word // 8,
                 "bytes_csr": nnz * (word // 8 + index_bytes) + 4 * (o + 1),
                 "bytes_entropy_bound": math.ceil(entropy / 8),
+                "bytes_bound_weight_bits": math.ceil((mask_bits + nnz * bits) / 8),
             }
         )
     return rows
@@ -191,5 +240,6 @@ def layer_list(m: Mapping) -> list[dict[str, Any]]:
 
 
 def size_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
-    keys = ("bytes_wsp", "bytes_dense", "bytes_csr", "bytes_entropy_bound", "nonzero", "positions")
+    keys = ("bytes", "bytes_wsp", "bytes_compact", "bytes_dense", "bytes_csr",
+            "bytes_entropy_bound", "bytes_bound_weight_bits", "nonzero", "positions")  # fmt: skip
     return {k: int(sum(r[k] for r in rows)) for k in keys}

@@ -71,6 +71,9 @@ def format_mapping(m: Mapping) -> str:
                          f"groups={int(rec['groups'])} tiles={count} nnz={nnz}")  # fmt: skip
             if int(rec["placement"]):
                 parts.append(f"placement={PLACEMENT_NAMES[int(rec['placement'])]}")
+            compact = int(m.tiles[first : first + count]["encoding"].astype(bool).sum())
+            if compact:  # 1.2: WSP (the default) is not printed
+                parts.append(f"compact_tiles={compact}")
         if kind == "ENCODE":
             parts.append(f"shift={int(rec['shift0'])}")
         if kind == "LIF":

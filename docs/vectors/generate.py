@@ -20,7 +20,7 @@ import numpy as np
 
 from uticompile.hardware import default_hardware
 from uticompile.ir import LIFParams
-from uticompile.mapfile import decode_mapping, encode_mapping, required_version
+from uticompile.mapfile import decode_mapping, encode_mapping
 from uticompile.models.zoo import ModelSpec, build_model
 from uticompile.passes.pipeline import MapConfig, compile_graph, to_mapping
 from uticompile.runtime.engine import Engine
@@ -42,6 +42,7 @@ class Case:
     covers: str
     saturate: bool = False
     scratchpad_words: int = 0  # 0: the default hardware's
+    weight_encoding: str = "wsp"
     average_pools: bool = False  # the max pools as average pools (windowed SUMPOOL, 1.2)
     reset: str = "hard"  # the neurons' reset ("subtract-after-leak" is LIF reset 2, 1.2)
 
@@ -61,6 +62,9 @@ CASES = (
          "several tiles (weight passes) per PE: 8-word scratchpads", scratchpad_words=8),
     Case("vgg_saturate", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
          "saturation (the classifier's biases set to the accumulator bound)", saturate=True),
+    Case("vgg_compact", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
+         "version-1.2 compact weight encoding (auto: 60 compact and 25 WSP tiles; ENCODE's "
+         "values at 8 bits), several tiles per PE", scratchpad_words=12, weight_encoding="auto"),
     Case("vgg_avgpool", "vgg_small", (1, 16, 16), 0.25, 4, "sata", "contiguous",
          "version-1.2 SUMPOOL windows: 2x2 average pools (spike counts), their 1/4 folded into "
          "the CONV/FC that reads them", average_pools=True),
@@ -88,7 +92,12 @@ def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     hw = default_hardware()
     if case.scratchpad_words:
         hw = replace(hw, scratchpad_words=case.scratchpad_words)
-    config = MapConfig(pes=case.pes, grouping=case.grouping, placement=case.placement)
+    config = MapConfig(
+        pes=case.pes,
+        grouping=case.grouping,
+        placement=case.placement,
+        weight_encoding=case.weight_encoding,
+    )
     m = to_mapping(compile_graph(g, config, hw.with_pes(case.pes), 2.5))
     if case.saturate:
         last = m.layers[-1]
@@ -104,7 +113,7 @@ def build_case(case: Case) -> tuple[bytes, bytes, dict]:
     sim = run_traces(m, csr, hw.with_pes(case.pes))
     execution = Engine(m).run_from(csr.layer, decode_spikes(csr).swapaxes(0, 1))
     expected = {
-        "format_version": "{}.{}".format(*required_version(m.layers)),  # the file's version
+        "format_version": "{}.{}".format(*m.version),  # the file's version
         "covers": case.covers,
         "trace_layer": csr.layer,
         "run": sim.report.to_json(details=True),

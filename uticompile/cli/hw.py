@@ -41,13 +41,23 @@ from uticompile.limits import MAX_PES, WEIGHT_BITS
     show_default=True,
     help="Training images whose spikes weigh placement costs; 0 = count nonzero weights.",
 )
+@click.option(
+    "--weight-encoding",
+    type=click.Choice(["wsp", "compact", "auto"]),
+    default="wsp",
+    show_default=True,
+    help="How tiles store weights: wsp = bitmask + 16-bit values (the paper's format, file "
+    "version 1.1); compact = Golomb-Rice coded zero runs + weight-bits values (version 1.2, "
+    "docs/mapping-format.md 2.5); auto = per tile the smaller. Results and cycles never change.",
+)
 @click.option("--dataset", default="digits", show_default=True, help="Input range; calibration.")
 @data_dir_option
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @json_option
 def map_cmd(
     model: Path, pes: int, grouping: str, bits: int, hw_path: Path | None, placement: str,
-    calibration: int, dataset: str, data_dir: Path | None, output: Path, as_json: bool,
+    calibration: int, weight_encoding: str, dataset: str, data_dir: Path | None, output: Path,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Compile a (pruned) ONNX SNN into a mapped binary for PES processing elements."""
     from uticompile.fileio import check_outputs_distinct
@@ -60,8 +70,9 @@ def map_cmd(
 
     check_outputs_distinct({"-o": output}, {"MODEL": model, "--hw": hw_path})
     config = MapConfig(
-        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration
-    )
+        pes=pes, grouping=grouping, bits=bits, placement=placement, calibration=calibration,
+        weight_encoding=weight_encoding,
+    )  # fmt: skip
     hw = load_hardware(hw_path).with_pes(pes)
     source = model.read_bytes() if model.is_file() else b""
     graph = from_onnx(load_onnx(model))
@@ -87,9 +98,10 @@ def map_cmd(
 
 def _sizes_text(t: dict[str, int]) -> str:
     return (
-        f"weights: {t['nonzero']} nonzero of {t['positions']}; bytes: WSP {t['bytes_wsp']}, "
-        f"dense {t['bytes_dense']}, CSR {t['bytes_csr']}, entropy bound "
-        f"{t['bytes_entropy_bound']}"
+        f"weights: {t['nonzero']} nonzero of {t['positions']}; bytes: stored {t['bytes']}, "
+        f"WSP {t['bytes_wsp']}, compact {t['bytes_compact']}, dense {t['bytes_dense']}, "
+        f"CSR {t['bytes_csr']}, entropy bound {t['bytes_entropy_bound']} (values at weight "
+        f"bits: {t['bytes_bound_weight_bits']})"
     )
 
 
@@ -111,12 +123,13 @@ def inspect(mapped: Path, as_json: bool) -> None:
     lines = [f"{mapped}: uticompile mapping, checksums ok",
              ", ".join(f"{k} {v}" for k, v in head.items()),
              f"{'layer':<10}{'groups':>7}{'tiles':>7}{'nonzero':>9}{'min/PE':>8}{'max/PE':>8}"
-             f"{'static util':>12}  placement"]  # fmt: skip
+             f"{'static util':>12}  {'placement':<11}{'encoding':<9}{'bytes':>9}"]  # fmt: skip
     for r in rows:
         util = "-" if r["static_utilization"] is None else f"{r['static_utilization']:.3f}"
         lines.append(
             f"{r['name']:<10}{r['groups']:>7}{r['tiles']:>7}{r['nonzero']:>9}"
-            f"{r['workload_min']:>8}{r['workload_max']:>8}{util:>12}  {r['placement']}"
+            f"{r['workload_min']:>8}{r['workload_max']:>8}{util:>12}  {r['placement']:<11}"
+            f"{r['encoding']:<9}{r['bytes']:>9}"
         )
     lines.append(_sizes_text(totals))
     emit(as_json, payload, "\n".join(lines))

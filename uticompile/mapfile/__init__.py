@@ -14,6 +14,7 @@ from uticompile.limits import MAX_DIM, MAX_PES, MAX_SCRATCHPAD_WORDS, MAX_TIMEST
 from uticompile.mapfile.codec import decode_mapping, encode_mapping, read_mapping, write_mapping
 from uticompile.mapfile.records import (
     BASE_VERSION,
+    COMPACT_MINOR,
     GROUPING_CODES,
     GROUPING_NAMES,
     GROUPING_SATA,
@@ -55,6 +56,7 @@ from uticompile.mapfile.wsp import dense_from_wsp, mask_words, wsp_decode, wsp_e
 
 __all__ = [
     "BASE_VERSION",
+    "COMPACT_MINOR",
     "GROUPING_CODES",
     "GROUPING_NAMES",
     "GROUPING_SATA",

@@ -61,6 +61,9 @@ def _records(a: np.ndarray, dtype: np.dtype, what: str, ndim: int) -> np.ndarray
 def encode_mapping(m: Mapping) -> bytes:
     """The ``.utm`` bytes of ``m``: deterministic, and valid (``MappingFormatError`` if not).
 
+    The header says the lowest version that expresses ``m`` (``required_version``): 1.1 unless a
+    1.2 feature is used (a compact tile, a SUMPOOL window, LIF reset 2).
+
     Strings are stored in first-use order (model name, then layer names) and META as canonical
     JSON. Raises TypeError/ValueError for arrays of the wrong dtype or shape.
     """
@@ -83,7 +86,8 @@ def encode_mapping(m: Mapping) -> bytes:
     if not isinstance(m.meta, dict):
         raise TypeError(f"Mapping.meta must be a dict, got {type(m.meta).__name__}")
     meta = meta_text(m.meta)
-    version = required_version(layers)  # 1.1 unless a newer feature is used (section 1.1)
+    # 1.1 unless a newer feature (a compact tile, a SUMPOOL window, LIF reset 2) is used
+    version = required_version(layers, tiles)
     validate(
         model, layers, tiles, wsp, len(bias), strict=True, what=f"mapping {m.name!r}",
         minor=version[1],

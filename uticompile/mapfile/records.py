@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from uticompile.limits import HARDWARE_RANGES, MAX_DIM, MAX_TIMESTEPS
+from uticompile.mapfile.compact import ENCODING_WSP, compact_decode
 from uticompile.mapfile.wsp import dense_from_wsp
 
 MAGIC_UTM = b"UTMAP\x00\r\n"
@@ -25,6 +26,8 @@ it; ``required_version`` says which minor a mapping needs."""
 #: The first minor version in which a ``SUMPOOL`` may pool windows (kernel/stride read; §2.2)
 #: and a ``LIF`` may have reset 2 (``subtract-after-leak``).
 WINDOW_SUMPOOL_MINOR = 2
+#: The first minor version in which a tile may use the compact weight encoding (§2.5).
+COMPACT_MINOR = 2
 
 MODL_DTYPE = np.dtype(
     [
@@ -86,7 +89,9 @@ TILE_DTYPE = np.dtype(
         ("words", "<u4"),
         ("wsp_offset", "<u8"),
         ("wsp_bytes", "<u4"),
-        ("reserved", "<u4"),
+        ("encoding", "u1"),
+        ("rice_k", "u1"),
+        ("reserved", "<u2"),
     ]
 )
 
@@ -155,12 +160,15 @@ def window_sumpools(layers: np.ndarray) -> np.ndarray:
     return is_sum & (layers["kernel"] != layers["in_shape"][:, 1:]).any(axis=1)
 
 
-def required_version(layers: np.ndarray) -> tuple[int, int]:
-    """The lowest format version that expresses these layer records."""
+def required_version(layers: np.ndarray, tiles: np.ndarray | None = None) -> tuple[int, int]:
+    """The lowest format version that expresses these layer (and tile) records."""
     after_leak = (layers["kind"] == KIND_LIF) & (layers["reset"] == RESET_SUBTRACT_AFTER_LEAK)
+    minor = BASE_VERSION[1]
     if window_sumpools(layers).any() or after_leak.any():
-        return (VERSION[0], WINDOW_SUMPOOL_MINOR)
-    return BASE_VERSION
+        minor = max(minor, WINDOW_SUMPOOL_MINOR)
+    if tiles is not None and np.any(tiles["encoding"] != ENCODING_WSP):
+        minor = max(minor, COMPACT_MINOR)
+    return (VERSION[0], minor)
 
 
 def meta_text(meta: dict[str, Any]) -> str:
@@ -203,15 +211,28 @@ class Mapping:
             return bool(self.meta == other.meta)
 
     def tile_wsp(self, index: int) -> bytes:
-        """The WSP blob of tile ``index``."""
+        """The blob of tile ``index`` in WSPW (WSP or compact: ``2 * words`` bytes)."""
         t = self.tiles[index]
         start = int(t["wsp_offset"])
-        return bytes(self.wsp[start : start + int(t["wsp_bytes"])])
+        return bytes(self.wsp[start : start + 2 * int(t["words"])])
 
     def tile_dense(self, index: int) -> np.ndarray:
         """Tile ``index``'s weights at its ``count`` positions (int16, pruned ones 0)."""
         t = self.tiles[index]
-        return dense_from_wsp(self.tile_wsp(index), int(t["count"]), int(t["nnz"]))
+        count, nnz = int(t["count"]), int(t["nnz"])
+        if int(t["encoding"]) == ENCODING_WSP:
+            return dense_from_wsp(self.tile_wsp(index), count, nnz)
+        bits = int(self.layers[int(t["layer"])]["weight_bits"])
+        mask, values = compact_decode(self.tile_wsp(index), count, nnz, bits, int(t["rice_k"]))
+        dense = np.zeros(count, dtype=np.int16)
+        dense[mask] = values
+        return dense
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The version this mapping is written as (``required_version``): 1.1 unless a 1.2
+        feature (a compact tile, a SUMPOOL window, LIF reset 2) is used."""
+        return required_version(self.layers, self.tiles)
 
 
 def _comparable(m: Mapping) -> list[np.ndarray]:

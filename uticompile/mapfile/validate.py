@@ -16,8 +16,16 @@ import numpy.typing as npt
 from uticompile.errors import MappingFormatError
 from uticompile.grouping import active_slot_count, group_count, slot_filter, slot_span
 from uticompile.limits import MAX_DIM
+from uticompile.mapfile.compact import (
+    ENCODING_COMPACT,
+    ENCODING_NAMES,
+    ENCODING_WSP,
+    MAX_RICE_K,
+    decode_compact,
+)
 from uticompile.mapfile.records import (
     BASE_VERSION,
+    COMPACT_MINOR,
     GROUPING_NAMES,
     GROUPING_SATA,
     KIND_ADD,
@@ -182,13 +190,15 @@ class _Tiles:
     wsp_bytes: np.ndarray
     raw_off: np.ndarray
     reserved: np.ndarray
+    encoding: np.ndarray
+    rice_k: np.ndarray
 
     @classmethod
     def of(cls, tiles: np.ndarray) -> _Tiles:
         names = {
             "tl": "layer", "g": "group", "pe": "pe", "t": "tile", "filt": "filter",
             "pos": "position", "count": "count", "nnz": "nnz", "words": "words",
-            "wsp_bytes": "wsp_bytes",
+            "wsp_bytes": "wsp_bytes", "encoding": "encoding", "rice_k": "rice_k",
         }  # fmt: skip
         return cls(
             **{k: _col(tiles, v) for k, v in names.items()},
@@ -213,7 +223,8 @@ def validate(
     ``layers``/``tiles`` hold exactly MODL's layer_count/tile_count records. ``strict``: the
     file's minor version is known here, so its reserved fields must be zero. ``minor``: the
     file's minor version, which decides what a ``SUMPOOL`` may be (the whole map before 1.2,
-    windows from 1.2). The sections run in this order, each
+    windows from 1.2) and whether a tile may be compact (from 1.2). The sections run in this
+    order, each
     relying on what the ones before established (e.g. indices in range before indexing with them).
     """
     ck = _Checker(what)
@@ -222,7 +233,7 @@ def validate(
     _check_layer_graph(ck, model, lay, layers["reserved"], strict, minor)
     _check_layer_storage(ck, model, lay, len(tiles), nbias, layers["bias_index"])
     til = _Tiles.of(tiles)
-    same, off = _check_tile_fields(ck, model, lay, til, wsp, strict)
+    same, off = _check_tile_fields(ck, model, lay, til, wsp, strict, minor)
     _check_tile_runs(ck, lay, til, same)
     _check_blobs(ck, lay, til, off, wsp)
 
@@ -488,7 +499,13 @@ def _check_layer_storage(
 
 
 def _check_tile_fields(
-    ck: _Checker, model: np.ndarray, L: _Layers, T: _Tiles, wsp: np.ndarray, strict: bool
+    ck: _Checker,
+    model: np.ndarray,
+    L: _Layers,
+    T: _Tiles,
+    wsp: np.ndarray,
+    strict: bool,
+    minor: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """TILE: fields, order and WSP sizes; returns (same PE run as the record before, offsets)."""
     n_layers, n_tiles, n = len(L.kind), len(T.tl), L.num_pes
@@ -497,8 +514,25 @@ def _check_tile_fields(
     ck.first(
         ~L.is_w[tl], "TILE", lambda i: f"layer {tl[i]} is a {kname(int(tl[i]))}, without weights"
     )
-    if strict:
+    enc, rice_k = T.encoding, T.rice_k
+    if minor < COMPACT_MINOR:  # before 1.2, encoding and rice_k were reserved bytes
+        ck.first(
+            (T.reserved != 0) | (enc != 0) | (rice_k != 0),
+            "TILE",
+            lambda i: "reserved field is not zero",
+        )
+    elif strict:
         ck.first(T.reserved != 0, "TILE", lambda i: "reserved field is not zero")
+    ck.first(
+        ~np.isin(enc, list(ENCODING_NAMES)),
+        "TILE",
+        lambda i: f"encoding {enc[i]} is not {ENCODING_WSP} (wsp) or {ENCODING_COMPACT} (compact)",
+    )
+    is_wsp = enc == ENCODING_WSP
+    ck.first(is_wsp & (rice_k != 0), "TILE", lambda i: f"rice_k {rice_k[i]} of a WSP tile is not 0")
+    ck.first(
+        rice_k > MAX_RICE_K, "TILE", lambda i: f"rice_k {rice_k[i]} is out of range 0..{MAX_RICE_K}"
+    )
     ck.first(g >= groups[tl], "TILE", lambda i: f"group {g[i]} is not below {groups[tl[i]]} groups")
     ck.first(pe >= n, "TILE", lambda i: f"pe {pe[i]} is not below num_pes {n}")
     same = np.zeros(n_tiles, dtype=bool)  # same (layer, group, pe) as the record before
@@ -527,7 +561,7 @@ def _check_tile_fields(
     ck.first(nnz > count, "TILE", lambda i: f"nnz {nnz[i]} exceeds count {count[i]}")
     want_words = wsp_words(count, nnz)
     ck.first(
-        words != want_words,
+        is_wsp & (words != want_words),
         "TILE",
         lambda i: f"words {words[i]} is not ceil(count / 16) + nnz = {want_words[i]}",
     )
@@ -536,20 +570,25 @@ def _check_tile_fields(
         words > scratch, "TILE", lambda i: f"words {words[i]} exceed scratchpad_words {scratch}"
     )
     ck.first(
-        wsp_bytes != WORD_BYTES * words,
+        is_wsp & (wsp_bytes != WORD_BYTES * words),
         "TILE",
         lambda i: f"wsp_bytes {wsp_bytes[i]} is not 2 * words",
     )
+    ck.first(
+        ~is_wsp & (wsp_bytes != 0),
+        "TILE",
+        lambda i: f"wsp_bytes {wsp_bytes[i]} of a compact tile is not 0",
+    )
+    blob = WORD_BYTES * words  # every tile's blob: WSP or compact
     raw_off = T.raw_off
     ck.first(raw_off % np.uint64(2) != 0, "TILE", lambda i: f"wsp_offset {raw_off[i]} is odd")
     off_past = raw_off > np.uint64(wsp.size)
     off = np.minimum(raw_off, np.uint64(wsp.size)).astype(np.int64)
     ck.first(
-        off_past | (wsp_bytes > wsp.size - off),
+        off_past | (blob > wsp.size - off),
         "TILE",
         lambda i: (
-            f"WSP blob of {wsp_bytes[i]} bytes at {int(raw_off[i])} is outside WSPW "
-            f"({wsp.size} bytes)"
+            f"WSP blob of {blob[i]} bytes at {int(raw_off[i])} is outside WSPW ({wsp.size} bytes)"
         ),
     )
     return same, off
@@ -693,27 +732,47 @@ def _check_placed_runs(
 
 
 def _check_blobs(ck: _Checker, L: _Layers, T: _Tiles, off: np.ndarray, wsp: np.ndarray) -> None:
-    """WSPW: blobs apart, bitmasks agree with nnz, values fit the layer's weight_bits."""
+    """WSPW: blobs apart, bitmasks (WSP) or streams (compact) agree with nnz, values fit the
+    layer's weight_bits."""
     if len(T.tl) == 0:
         return
-    tl, count, nnz, wsp_bytes, weight_bits = T.tl, T.count, T.nnz, T.wsp_bytes, L.weight_bits
-    mwords = mask_words(count)
+    blob = WORD_BYTES * T.words
     order = np.argsort(off, kind="stable")
-    sorted_end = off[order] + wsp_bytes[order]
+    sorted_end = off[order] + blob[order]
     clash = np.flatnonzero(off[order][1:] < sorted_end[:-1])
     if clash.size:
         i, j = int(order[clash[0] + 1]), int(order[clash[0]])
         ck.fail(f"TILE[{i}]: WSP blob overlaps TILE[{j}]'s")
+    compact = np.flatnonzero(T.encoding == ENCODING_COMPACT)
+    if compact.size:
+
+        def fail(j: int, msg: str) -> NoReturn:
+            ck.fail(f"TILE[{int(compact[j])}]: {msg}")
+
+        decode_compact(
+            wsp, off[compact], T.words[compact], T.count[compact], T.nnz[compact],
+            L.weight_bits[T.tl[compact]], T.rice_k[compact], fail,
+        )  # fmt: skip
+    _check_wsp_blobs(ck, L, T, off, wsp, np.flatnonzero(T.encoding == ENCODING_WSP))
+
+
+def _check_wsp_blobs(
+    ck: _Checker, L: _Layers, T: _Tiles, off: np.ndarray, wsp: np.ndarray, which: np.ndarray
+) -> None:
+    """The WSP tiles ``which``: no bitmask bits past count, popcounts are nnz, values fit."""
+    if which.size == 0:
+        return
+    tl, count, nnz, wsp_bytes = T.tl[which], T.count[which], T.nnz[which], T.wsp_bytes[which]
+    off, weight_bits = off[which], L.weight_bits
+    mwords = mask_words(count)
     mbytes = WORD_BYTES * mwords
     last_word = wsp[off + mbytes - 2].astype(np.int64) | (
         wsp[off + mbytes - 1].astype(np.int64) << 8
     )
     used = count - MASK_WORD_BITS * (mwords - 1)  # bits of the last word inside count, 1..16
-    ck.first(
-        (last_word >> used) != 0,
-        "TILE",
-        lambda i: f"bitmask has bits set past count {count[i]}",
-    )
+    bad = np.flatnonzero((last_word >> used) != 0)
+    if bad.size:
+        ck.fail(f"TILE[{int(which[bad[0]])}]: bitmask has bits set past count {count[bad[0]]}")
     limit = np.left_shift(1, weight_bits[tl] - 1)
     for t0, t1 in _chunks(wsp_bytes, _GATHER_BUDGET):
         part = slice(t0, t1)
@@ -722,7 +781,10 @@ def _check_blobs(ck: _Checker, L: _Layers, T: _Tiles, off: np.ndarray, wsp: np.n
         bad = np.flatnonzero(ones_per_tile != nnz[part])
         if bad.size:
             i = t0 + int(bad[0])
-            ck.fail(f"TILE[{i}]: bitmask has {ones_per_tile[bad[0]]} set bits, nnz is {nnz[i]}")
+            ck.fail(
+                f"TILE[{int(which[i])}]: bitmask has {ones_per_tile[bad[0]]} set bits, "
+                f"nnz is {nnz[i]}"
+            )
         values = _gather(wsp, off[part] + mbytes[part], WORD_BYTES * nnz[part]).view("<i2")
         bound = np.repeat(limit[part], nnz[part])
         out_of_range = np.flatnonzero((values < -bound) | (values >= bound))
@@ -730,6 +792,6 @@ def _check_blobs(ck: _Checker, L: _Layers, T: _Tiles, off: np.ndarray, wsp: np.n
             k = int(out_of_range[0])
             i = t0 + int(np.searchsorted(np.cumsum(nnz[part]), k, side="right"))
             ck.fail(
-                f"TILE[{i}]: weight {int(values[k])} does not fit layer {tl[i]}'s "
+                f"TILE[{int(which[i])}]: weight {int(values[k])} does not fit layer {tl[i]}'s "
                 f"{weight_bits[tl[i]]}-bit weights"
             )
