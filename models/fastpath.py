@@ -31,7 +31,9 @@ class FastPaths:
     def check(self, device: str) -> None:
         """Refuse what the device cannot do correctly (one-line ConfigError)."""
         if self.amp and device != "cuda":
-            raise ConfigError("--amp needs --device cuda (bfloat16 autocast is not used on CPUs)")
+            raise ConfigError(
+                "amp needs device cuda (bfloat16 autocast is not used on CPUs)", option="amp"
+            )
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager[object]:
         """The forward's precision context; a null context when AMP is off."""

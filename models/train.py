@@ -150,14 +150,17 @@ def train(
     masks: Mapping[str, np.ndarray] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
-    on_epoch_end: Callable[[int, SNN], None] | None = None,
+    on_epoch_end: Callable[[int, SNN], bool | None] | None = None,
 ) -> TrainResult:
     """Train ``graph`` on ``data``; returns the trained graph (a new object) and the history.
 
     With ``checkpoint``, state is saved there after every epoch and, if the file exists when
     training starts, training resumes from it. ``on_epoch_end(epoch, net)`` is called after each
-    epoch (1-based), e.g. to snapshot weights for late rewinding. Under torchrun this process is
-    rank 0: it hands the job to the other ranks and trains data-parallel with them.
+    epoch (1-based), e.g. to snapshot weights for late rewinding; returning True stops training
+    after that epoch (``config.epochs`` is then a cap). A stopping epoch writes no checkpoint, so
+    a run interrupted before its caller saved the result redoes that epoch and stops again.
+    Under torchrun this process is rank 0: it hands the job to the other ranks and trains
+    data-parallel with them.
     """
     if tuple(data.input_shape) != tuple(graph.input_shape):
         raise ConfigError(
@@ -179,7 +182,8 @@ def train(
         return _train(graph, data, config, masks or {}, state, fast, ckpt, on_step, on_epoch_end)
     if config.batch_size < group.size:
         raise ConfigError(
-            f"--batch-size {config.batch_size} is smaller than the {group.size} processes"
+            f"batch_size {config.batch_size} is smaller than the {group.size} processes",
+            option="batch_size",
         )
     job = {"graph": graph, "data": data, "config": config, "masks": dict(masks or {})}
     group.send({**job, "state": state, "fast": fast})
@@ -224,7 +228,7 @@ def _train(
     fast: fastpath.FastPaths,
     ckpt: Path | None,
     on_step: Callable[[StepInfo], None] | None,
-    on_epoch_end: Callable[[int, SNN], None] | None,
+    on_epoch_end: Callable[[int, SNN], bool | None] | None,
     group: distributed.Group | None = None,
 ) -> TrainResult:
     """The training loop shared by a single process and every rank of a data-parallel job."""
@@ -255,6 +259,7 @@ def _train(
         model = torch.compile(model)  # type: ignore[assignment]
     steps = num_batches(data, "train", config.batch_size)
     layers = net.weight_layers()
+    trained = config.epochs
     for epoch in range(start, config.epochs):
         net.train()
         t0 = time.perf_counter()
@@ -321,8 +326,12 @@ def _train(
         result.history.append(
             EpochRecord(epoch + 1, total_loss / seen, correct / seen, lr, time.perf_counter() - t0)
         )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, net)
+        stop = bool(on_epoch_end(epoch + 1, net)) if on_epoch_end is not None else False
+        if group is not None:  # only rank 0 has the callback: every rank stops with it
+            stop = group.sum([float(stop)], device)[0] > 0
+        if stop:
+            trained = epoch + 1
+            break
         if ckpt is not None:
             _save_checkpoint(
                 ckpt,
@@ -340,7 +349,7 @@ def _train(
     net.cpu().eval()
     result.graph = net.to_graph()
     if graph.trained_epochs is not None:
-        result.graph.trained_epochs = graph.trained_epochs + config.epochs
+        result.graph.trained_epochs = graph.trained_epochs + trained
     return result
 
 

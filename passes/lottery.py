@@ -169,12 +169,13 @@ def search_method(config: PruneConfig, start: Graph) -> dict[str, str]:
     if trained == 0:
         return {
             "kind": "pruning-at-init",
-            "text": "pruning at initialization (no dense training: --dense-epochs 0)",
+            "text": "pruning at initialization (no dense training: dense_epochs 0)",
         }
     return {
         "kind": "fine-tuning",
         "text": f"fine-tuning, not a lottery ticket: every round rewinds to the input, {history} "
-        "(start from `train --epochs 0` or pass --rewind-epoch K for a lottery ticket)",
+        "(start from an untrained model, or rewind to epoch K > 0 of the dense round "
+        "(rewind_epoch) for a lottery ticket)",
     }
 
 

@@ -43,7 +43,7 @@ class LayerSpectrum:
 
 def check_variance(variance: float) -> None:
     if not (0.0 < variance <= 1.0):
-        raise ConfigError(f"--variance must be in (0, 1], got {variance}")
+        raise ConfigError(f"variance must be in (0, 1], got {variance}", option="variance")
 
 
 def channel_rows(mean_membrane: np.ndarray) -> np.ndarray:
@@ -100,7 +100,7 @@ def pca_spectra(
     """Spectrum and width of every LIF layer of ``graph`` on its first ``samples`` train images."""
     check_variance(variance)
     if samples < 2:
-        raise ConfigError(f"--samples must be >= 2, got {samples}")
+        raise ConfigError(f"samples must be >= 2, got {samples}", option="samples")
     net = SNN(graph).eval()
     stats: dict[str, list] = {}
 

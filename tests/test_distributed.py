@@ -45,7 +45,7 @@ def _masks(g: Graph) -> dict[str, np.ndarray]:
     return {n.name: rng.random(g.params[n.inputs[1]].shape) < 0.6 for n in g.weight_nodes()}
 
 
-def _rank(rank: int, port: int, out: str) -> None:
+def _rank(rank: int, port: int, out: str, stop_after: int | None = None) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -57,7 +57,13 @@ def _rank(rank: int, port: int, out: str) -> None:
     g = _graph()
     with distributed.session() as group:
         assert group is not None
-        result = train(g, _data(), CONFIG, masks=_masks(g)) if rank == 0 else serve(group)
+        if rank == 0 and stop_after is not None:  # only rank 0 decides; every rank stops
+            config = dataclasses.replace(CONFIG, epochs=3)
+            result = train(g, _data(), config, on_epoch_end=lambda e, _n: e == stop_after)
+        elif rank == 0:
+            result = train(g, _data(), CONFIG, masks=_masks(g))
+        else:
+            result = serve(group)
     assert result is not None
     Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result.graph.params))
 
@@ -95,7 +101,25 @@ def test_single_process_has_no_group() -> None:
 
 
 def test_amp_is_refused_on_cpu() -> None:
+    from uticompile.cli.options import flag_message
     from uticompile.models import fastpath
 
-    with pytest.raises(ConfigError, match="--amp needs --device cuda"):
+    with pytest.raises(ConfigError, match="amp needs device cuda") as refused:
         fastpath.FastPaths(amp=True).check("cpu")
+    assert flag_message(refused.value).startswith("--amp needs device cuda")
+
+
+def test_an_early_stop_on_rank_0_stops_every_rank(tmp_path: Path) -> None:
+    """``on_epoch_end`` runs on rank 0 only; its stop reaches the other ranks (no hang), and
+    both hold what a single process stopping at the same epoch holds."""
+    mp.spawn(_rank, args=(_free_port(), str(tmp_path), 2), nprocs=2, join=True)
+    ranks = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in (0, 1)]
+    config = dataclasses.replace(CONFIG, epochs=3)
+    stopped = train(_graph(), _data(), config, on_epoch_end=lambda e, _n: e == 2)
+    assert len(stopped.history) == 2
+    assert stopped.graph.trained_epochs == 2
+    full = train(_graph(), _data(), config).graph.params
+    for name, value in stopped.graph.params.items():
+        assert np.array_equal(ranks[0][name], ranks[1][name]), name
+        np.testing.assert_allclose(ranks[0][name], value, rtol=1e-5, atol=1e-6)
+    assert any(not np.array_equal(full[k], v) for k, v in stopped.graph.params.items())

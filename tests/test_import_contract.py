@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -387,3 +388,50 @@ def test_inspect_encode_and_run_work_without_torch(
     assert train.stderr.strip().splitlines() == [
         "uticompile: error: this command needs PyTorch: pip install 'uticompile[train]'"
     ]
+
+
+#: Libraries that must not know their callers' flags (the CLI maps ``option`` to a flag).
+FLAG_FREE = ("passes", "models", "uticompile/shrink")
+
+
+def flag_strings(path: Path) -> list[str]:
+    """String literals (f-string parts included, docstrings excluded) that name a CLI flag."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+        and re.search(r"(?<![\w-])--[a-z]", node.value)
+    ]
+
+
+@pytest.mark.parametrize("folder", FLAG_FREE)
+def test_library_messages_name_no_cli_flag(folder: str) -> None:
+    """A library does not know its caller's flags: messages name options as fields
+    (``UticompileError.option``), and the CLI shows the flag instead."""
+    files = sorted((ROOT / folder).rglob("*.py"))
+    assert files, folder
+    found = {str(p.relative_to(ROOT)): s for p in files if (s := flag_strings(p))}
+    assert found == {}
+
+
+def test_the_flag_scan_sees_f_strings_and_skips_docstrings(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text(
+        '"""Module doc: --doc-flag is fine here."""\n'
+        "def f(x):\n"
+        '    """--also fine"""\n'
+        '    raise ValueError(f"--rounds must be >= 0, got {x}")\n'
+        'TEXT = "ranges like 3--4 and --- rules are not flags"\n'
+    )
+    assert flag_strings(src) == ["--rounds must be >= 0, got "]

@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from uticompile.cli import main
+from uticompile.cli.options import flag_message
 from uticompile.datasets import Dataset, load_dataset
 from uticompile.errors import ConfigError
 from uticompile.grouping import group_layout
@@ -19,7 +20,9 @@ from uticompile.ir import Graph
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import PruneConfig, run_lottery
+from uticompile.passes.timestep_schedule import stage_stop
 from uticompile.shrink import ShrinkConfig, ShrinkEvent, ShrinkPaths, run_shrink
+from uticompile.shrink import runner as shrink_runner
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,8 @@ def tiny() -> Dataset:
 
 def _config(**kw: Any) -> ShrinkConfig:
     base: dict[str, Any] = {"epochs": 2, "samples": 32, "timesteps": (4, 2, 1),
-                            "run_samples": 8, "batch_size": 32, "variance": 0.99}  # fmt: skip
+                            "run_samples": 8, "batch_size": 32, "variance": 0.99,
+                            "max_stage_epochs": 3, "max_drop": 0.0}  # fmt: skip
     base.update(kw)
     return ShrinkConfig(**base)
 
@@ -44,6 +48,19 @@ def full_run(
 ) -> tuple[Path, Any]:
     run = tmp_path_factory.mktemp("shrink") / "run"
     return run, run_shrink(small_graphs["vgg_small"], tiny, _config(), run)
+
+
+@pytest.fixture(scope="module")
+def capped_run(
+    tmp_path_factory: pytest.TempPathFactory, small_graphs: dict[str, Graph], tiny: Dataset
+) -> tuple[Path, Any]:
+    """Every timestep stage trains to its cap (the stop rule never fires): the tiny spatial
+    model's accuracy is so low that stages recover at once, and resuming a stage from a
+    mid-stage checkpoint needs a stage with more than one epoch."""
+    run = tmp_path_factory.mktemp("shrink-capped") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(shrink_runner, "stage_stop", lambda *a: None)
+        return run, run_shrink(small_graphs["vgg_small"], tiny, _config(), run)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -103,43 +120,99 @@ def main_cli() -> Any:
     return cli
 
 
+class Kill(Exception):
+    pass
+
+
+def killer(stage: str, epoch: int | None = None, kind: str = "step") -> Any:
+    """Raise in ``stage`` at the first event of ``kind`` (a step: in its ``epoch``)."""
+
+    def on_event(e: ShrinkEvent) -> None:
+        at = kind != "step" or (e.step is not None and e.step.epoch == epoch)
+        if e.kind == kind and e.stage == stage and at:
+            raise Kill
+
+    return on_event
+
+
 def test_interrupted_run_resumes_to_identical_files(
-    tmp_path: Path, full_run: tuple[Path, Any], small_graphs: dict[str, Graph], tiny: Dataset
+    tmp_path: Path,
+    capped_run: tuple[Path, Any],
+    small_graphs: dict[str, Graph],
+    tiny: Dataset,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Kill(Exception):
-        pass
-
-    def killer(stage: str, epoch: int) -> Any:
-        def on_event(e: ShrinkEvent) -> None:
-            if (
-                e.kind == "step"
-                and e.stage == stage
-                and e.step is not None
-                and e.step.epoch == epoch
-            ):
-                raise Kill
-
-        return on_event
-
+    monkeypatch.setattr(shrink_runner, "stage_stop", lambda *a: None)  # as capped_run
     run = tmp_path / "run"
     with pytest.raises(Kill):  # mid-training of the spatial stage, before any checkpoint
         run_shrink(small_graphs["vgg_small"], tiny, _config(), run, on_event=killer("spatial", 1))
-    with pytest.raises(ConfigError, match="--resume"):
+    with pytest.raises(ConfigError, match="resume") as refused:
         run_shrink(small_graphs["vgg_small"], tiny, _config(), run)
+    assert refused.value.option == "resume"  # the CLI names it --resume
     with pytest.raises(Kill):  # in T=2's second epoch: resumes from its epoch-1 checkpoint
         run_shrink(small_graphs["vgg_small"], tiny, _config(), run, resume=True,
                    on_event=killer("T2", 2))  # fmt: skip
     assert (run / "T2" / "train.ckpt").exists()
+    assert len(json.loads((run / "T2" / "curve.json").read_text())) == 1
     events: list[ShrinkEvent] = []
     result = run_shrink(small_graphs["vgg_small"], tiny, _config(), run, resume=True,
                         on_event=events.append)  # fmt: skip
     reused = {e.stage for e in events if e.kind == "stage_end" and e.resumed}
     assert reused == {"original", "spatial", "T4"}
-    ref_run, ref = full_run
+    ref_run, ref = capped_run
+    assert ref.summary["temporal"]["stages"][1]["epochs"] == 3  # T2 trained to its cap
     assert _tree(run) == _tree(ref_run)  # models, spectra, reports: byte for byte
     assert result.graph.equals(ref.graph)
     with pytest.raises(ConfigError, match="other options"):
         run_shrink(small_graphs["vgg_small"], tiny, _config(epochs=1), run, resume=True)
+
+
+def test_a_stage_interrupted_after_it_stopped_early_resumes_to_identical_files(
+    tmp_path: Path, full_run: tuple[Path, Any], small_graphs: dict[str, Graph], tiny: Dataset
+) -> None:
+    """A stopping epoch writes no checkpoint: the resumed stage redoes it and stops again."""
+    ref_run, ref = full_run
+    t2 = ref.summary["temporal"]["stages"][1]
+    assert t2["stage"] == "T2"
+    assert t2["epochs"] < t2["max_epochs"]  # it did stop early
+    run = tmp_path / "run"
+    with pytest.raises(Kill):  # costing T2: trained and saved, its report not yet written
+        run_shrink(
+            small_graphs["vgg_small"], tiny, _config(), run, on_event=killer("T2", kind="cost")
+        )
+    assert (run / "T2" / "curve.json").exists()
+    assert not (run / "T2" / "done").exists()
+    result = run_shrink(small_graphs["vgg_small"], tiny, _config(), run, resume=True)
+    assert _tree(run) == _tree(ref_run)
+    assert result.graph.equals(ref.graph)
+
+
+def test_timestep_stages_train_until_recovered_and_keep_their_best_epoch(
+    full_run: tuple[Path, Any], capped_run: tuple[Path, Any]
+) -> None:
+    for (_, result), how in ((full_run, "rule"), (capped_run, "cap")):
+        t = result.summary["temporal"]
+        assert t["validation_images"] == round(0.1 * 96)
+        ref = t["reference_validation_accuracy"]
+        assert ref == result.summary["spatial"]["report"]["validation_accuracy"]
+        for stage in t["stages"][1:]:  # T=4 is the model's own T: not trained
+            curve = stage["curve"]
+            assert stage["max_epochs"] == 3
+            assert len(curve) == stage["epochs"] <= 3
+            assert [c["epoch"] for c in curve] == list(range(1, stage["epochs"] + 1))
+            val = [c["validation_accuracy"] for c in curve]
+            best = stage["best_epoch"]
+            assert val[best - 1] == max(val)
+            assert max(val) not in val[: best - 1]
+            # the kept weights are the best epoch's: the saved model measures the same
+            assert stage["validation_accuracy"] == val[best - 1]
+            if how == "cap":
+                assert (stage["epochs"], stage["stopped"]) == (3, "epoch cap")
+            else:  # max_drop 0: the rule stops at the first epoch as good as the reference
+                assert stage["stopped"] == (stage_stop(val, ref, 0.0, 2) or "epoch cap")
+                assert all(stage_stop(val[:k], ref, 0.0, 2) is None for k in range(1, len(val)))
+        assert t["stages"][0]["epochs"] == 0
+        assert "curve" not in t["stages"][0]
 
 
 def test_each_pass_alone(tmp_path: Path, small_graphs: dict[str, Graph], tiny: Dataset) -> None:
@@ -185,6 +258,9 @@ def test_shrunk_model_is_pruned_by_uticket_and_mapped_with_its_own_t(
         (["--max-drop", "-1"], "--max-drop"),
         (["--epochs", "0"], "--epochs"),
         (["--samples", "1"], "--samples"),
+        (["--max-stage-epochs", "0"], "--max-stage-epochs must be >= 1"),
+        (["--patience", "0"], "--patience must be >= 1"),
+        (["--validation-fraction", "0.9"], "--validation-fraction must be in (0, 0.5]"),
     ],
 )
 def test_impossible_options_are_one_line_errors(
@@ -218,7 +294,7 @@ def test_cli_shrink_json_and_resume(
     assert payload["run_dir"] == str(tmp_path / "s.run")
     again = CliRunner().invoke(main_cli(), args)
     assert again.exit_code != 0
-    assert "--resume" in str(again.exception)
+    assert "--resume" in flag_message(again.exception)
     text = CliRunner().invoke(main_cli(), [*args, "--resume"])
     assert text.exit_code == 0, text.output
     assert "kept T=" in text.output
@@ -242,6 +318,15 @@ def test_results_generator_renders_a_shrink_report(
     assert "## tiny on digits" in md
     assert "| lif1 |" in md
     assert "| T1 | 1 |" in md
+    assert "### How the timestep stages trained" in md  # epochs used, why stopped, the curve
+    t2 = result.summary["temporal"]["stages"][1]
+    assert f"| T2 | {t2['epochs']} of 3 | {t2['stopped']} | {t2['best_epoch']} |" in md
+    old = json.loads(json.dumps(result.summary))  # a report from before stages recovered
+    del old["temporal"]["reference_validation_accuracy"]
+    (tmp_path / "old.shrunk.json").write_text(json.dumps(old))
+    assert "were made before stages trained until accuracy recovered" in module.render(
+        tmp_path, ["old"]
+    )
     assert "Not measured (no shrink report" in md  # the absent model
     assert "10-14x" in md
 

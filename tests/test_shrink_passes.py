@@ -27,7 +27,15 @@ from uticompile.passes.resize_channels import (
     shared_widths,
     weight_count,
 )
-from uticompile.passes.timestep_schedule import check_schedule, choose_timesteps, parse_schedule
+from uticompile.passes.timestep_schedule import (
+    NO_IMPROVEMENT,
+    RECOVERED,
+    best_epoch,
+    check_schedule,
+    choose_timesteps,
+    parse_schedule,
+    stage_stop,
+)
 
 
 @pytest.mark.parametrize("rank", [1, 3, 7])
@@ -164,3 +172,54 @@ def test_schedule_cannot_add_timesteps_and_choice_keeps_smallest_within_drop() -
     assert choose_timesteps(acc, 0.99, 0.0) == 4  # nothing within: the largest T
     with pytest.raises(ConfigError):
         choose_timesteps(acc, 0.95, -1.0)
+
+
+def test_a_stage_stops_once_recovered_or_after_patience_epochs_without_improvement() -> None:
+    ref = 0.90  # reference validation accuracy; max_drop 1 point: 0.89 has recovered
+    assert stage_stop([], ref, 1.0, 2) is None
+    assert stage_stop([0.80], ref, 1.0, 2) is None
+    assert stage_stop([0.80, 0.89], ref, 1.0, 2) == RECOVERED
+    assert stage_stop([0.80, 0.889], ref, 1.0, 2) is None
+    assert stage_stop([0.80, 0.889], ref, 0.0, 2) is None
+    assert stage_stop([0.95], ref, 0.0, 2) == RECOVERED  # above the reference counts too
+    # patience: the best epoch is `patience` epochs behind the last
+    assert stage_stop([0.85, 0.84], ref, 1.0, 2) is None
+    assert stage_stop([0.85, 0.84, 0.85], ref, 1.0, 2) == NO_IMPROVEMENT  # equal is no better
+    assert stage_stop([0.85, 0.84, 0.86], ref, 1.0, 2) is None
+    assert stage_stop([0.85, 0.84], ref, 1.0, 1) == NO_IMPROVEMENT
+    assert best_epoch([0.5, 0.7, 0.7, 0.6]) == 2  # the earliest of equals, 1-based
+    with pytest.raises(ValueError, match="no epochs"):
+        best_epoch([])
+
+
+def test_library_errors_name_options_as_fields_and_the_cli_shows_flags() -> None:
+    from uticompile.cli.options import flag_message
+
+    cases = [
+        (lambda: parse_schedule("2,3"), "timesteps must be strictly decreasing"),
+        (lambda: select_width(np.array([1.0]), 1.5), "variance must be in (0, 1]"),
+        (lambda: choose_timesteps({1: 0.5}, 0.5, -1.0), "max_drop must be >= 0"),
+    ]
+    for call, text in cases:
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert str(info.value).startswith(text)
+        assert flag_message(info.value).startswith("--" + text.replace("_", "-"))
+
+
+def test_held_out_slice_is_training_images_only_seeded_and_disjoint() -> None:
+    from uticompile.datasets import load_dataset
+
+    d = load_dataset("digits", size=8)
+    rest, held = d.hold_out(0.1, seed=7)
+    n = d.x_train.shape[0]
+    assert held.x_train.shape[0] == round(0.1 * n) == n - rest.x_train.shape[0]
+    assert held.x_test is held.x_train  # both splits are the slice: no test image in it
+    np.testing.assert_array_equal(rest.x_test, d.x_test)  # the rest keeps the test split
+    mixed = np.concatenate([rest.x_train, held.x_train]).reshape(n, -1)
+    assert sorted(map(bytes, mixed)) == sorted(map(bytes, d.x_train.reshape(n, -1)))
+    _, held2 = d.hold_out(0.1, seed=7)
+    np.testing.assert_array_equal(held2.x_train, held.x_train)  # seeded: the same slice
+    assert not np.array_equal(d.hold_out(0.1, seed=8)[1].y_train, held.y_train)
+    with pytest.raises(ConfigError, match="none held out"):
+        d.head(train=3).hold_out(0.1, seed=0)

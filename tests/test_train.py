@@ -81,6 +81,26 @@ def test_interrupted_run_resumes_to_the_same_result(
     assert resumed.graph.equals(straight.graph)
 
 
+def test_an_early_stop_writes_no_checkpoint_so_a_resumed_run_stops_there_again(
+    tmp_path: Path, tiny: Dataset, small_graphs: dict[str, Graph]
+) -> None:
+    g = small_graphs["vgg_small"]
+    config = dataclasses.replace(CONFIG, epochs=3)
+    ckpt = tmp_path / "run.ckpt"
+    seen: list[int] = []
+
+    def stop_at_second(epoch: int, _net: object) -> bool:
+        seen.append(epoch)
+        return epoch == 2
+
+    first = train(g, tiny, config, checkpoint=ckpt, on_epoch_end=stop_at_second)
+    assert [r.epoch for r in first.history] == [1, 2]
+    assert first.graph.trained_epochs == g.trained_epochs + 2
+    again = train(g, tiny, config, checkpoint=ckpt, on_epoch_end=stop_at_second)
+    assert seen == [1, 2, 2]  # resumed from epoch 1's checkpoint: epoch 2 redone, stopped again
+    assert again.graph.equals(first.graph)
+
+
 def test_checkpoint_of_other_options_is_refused(
     tmp_path: Path, tiny: Dataset, small_graphs: dict[str, Graph]
 ) -> None:

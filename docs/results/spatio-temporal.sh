@@ -34,6 +34,7 @@ for m in "${MODELS[@]}"; do
   step "$R/$m.onnx" "$UTI" train "${train[@]}" "${DS[@]}" -o "$R/$m.onnx"
   json_step "$R/$m.shrunk.json" "$UTI" shrink "$R/$m.onnx" "${DS[@]}" -o "$R/$m.shrunk.onnx" \
     --variance 0.999 --timesteps "$sched" --max-drop 1.0 --epochs "$epochs" \
+    --max-stage-epochs "$epochs" \
     --samples 256 --run-samples 100 --resume --json
   # The spatial pass alone at lower cutoffs (the paper's own cutoff is not known).
   for tau in ${TAUS:-}; do

@@ -121,6 +121,95 @@ def _cutoff_section(runs: Path, model: str, main: dict[str, Any]) -> list[str]:
     )
 
 
+def _until_recovered(summary: dict[str, Any]) -> bool:
+    """Whether the report's timestep stages trained until accuracy recovered (the current
+    ``shrink``) rather than a fixed number of epochs (reports made before that change)."""
+    t = summary["temporal"]
+    return t is not None and "reference_validation_accuracy" in t
+
+
+def _recovery_section(runs: Path, model: str, main: dict[str, Any]) -> list[str]:
+    """How the timestep stages trained: per stage, the epochs used, why training stopped, and
+    the validation accuracy curve. From the main report when it has them, else from
+    ``MODEL.recover.json`` (the same shrink command run again after the change)."""
+    t = main["temporal"]
+    if t is None:
+        return []
+    epochs = sorted({r["epochs"] for r in t["stages"] if r["epochs"]})
+    s = main
+    if not _until_recovered(main):
+        old = [
+            "",
+            "The timestep stages above were made before stages trained until accuracy "
+            f"recovered: each trained a fixed {', '.join(map(str, epochs))} epochs, and "
+            "nothing was held out of the training split.",
+        ]
+        path = runs / f"{model}.recover.json"
+        if not path.exists() or not path.read_text().strip():
+            return old
+        s = json.loads(path.read_text())
+        c = s["config"]
+        source = (
+            f"`uticompile shrink {model}.onnx --dataset {c['dataset']} --variance "
+            f"{c['variance']} --timesteps {','.join(map(str, c['timesteps']))} --max-drop "
+            f"{c['max_drop']} --epochs {c['epochs']} --max-stage-epochs {c['max_stage_epochs']} "
+            f"--samples {c['samples']} --run-samples {c['run_samples']}` (patience "
+            f"{c['patience']}, the default; the spatial stage is retrained too, on the training "
+            "split without the held-out slice)"
+        )
+        lines = [*old, "", "### Timestep stages trained until accuracy recovers", ""]
+        lines += [f"Measured with the current `shrink`: {source}.", ""]
+        lines += _table(
+            ["stage", "T", "parameters", "accuracy", "latency (cycles/sample)",
+             "latency reduction"],
+            [[r["stage"], str(r["timesteps"]), str(r["parameters"]), f"{r['accuracy']:.4f}",
+              f"{r['latency']:.0f}",
+              "-" if r["latency_reduction"] is None else f"{r['latency_reduction']:.2f}x"]
+             for r in stage_rows(s)],
+        )  # fmt: skip
+        lines.append("")
+    else:
+        lines = ["", "### How the timestep stages trained", ""]
+    t = s["temporal"]
+    lines += [
+        f"Each timestep stage trains from the previous stage's weights, epoch by epoch up to "
+        f"{s['config']['max_stage_epochs']}, until its accuracy on {t['validation_images']} "
+        "training images held out of all training (never the test split) is within "
+        f"{t['max_drop']} points of the model entering the pass "
+        f"({t['reference_validation_accuracy']:.4f}) or has not improved for "
+        f"{s['config']['patience']} epochs; it keeps its best epoch. The kept T is still chosen "
+        "on test accuracy, as in every table here.",
+        "",
+    ]
+    rows = []
+    for r in t["stages"]:
+        curve = r.get("curve") or []
+        rows.append(
+            [
+                r["stage"],
+                str(r["epochs"]) + (f" of {r['max_epochs']}" if curve else ""),
+                r.get("stopped") or "not trained (the entering T)",
+                str(r.get("best_epoch") or "-"),
+                " ".join(f"{c['validation_accuracy']:.3f}" for c in curve) or "-",
+                f"{r['validation_accuracy']:.4f}",
+                f"{r['accuracy']:.4f}",
+            ]
+        )
+    lines += _table(
+        ["stage", "epochs", "stopped", "kept epoch", "validation accuracy per epoch",
+         "validation (kept)", "test accuracy"],
+        rows,
+    )  # fmt: skip
+    if s is not main:
+        lines += [
+            "",
+            f"Kept T={t['chosen']}: {s['final']['compression']:.2f}x fewer weights, latency "
+            f"{s['final']['latency']:.0f} cycles/sample, test accuracy "
+            f"{s['final']['accuracy']:.4f}.",
+        ]
+    return lines
+
+
 def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | None]:
     """The markdown of one model and its headline numbers (None when it was not measured)."""
     label = LABELS.get(model, model)
@@ -179,6 +268,7 @@ def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | N
             [
                 r["stage"],
                 str(r["timesteps"]),
+                str(r["epochs"]) + ("" if r["stopped"] is None else f" ({r['stopped']})"),
                 str(r["parameters"]),
                 f"{r['compression']:.2f}x",
                 f"{r['accuracy']:.4f}",
@@ -193,6 +283,7 @@ def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | N
         [
             "stage",
             "T",
+            "epochs",
             "parameters",
             "compression",
             "accuracy",
@@ -210,6 +301,7 @@ def model_section(runs: Path, model: str) -> tuple[list[str], dict[str, Any] | N
             f"Kept T={t['chosen']}: the smallest T within {t['max_drop']} points of the "
             f"accuracy entering the temporal pass ({t['reference_accuracy']:.4f}).",
         ]
+    lines += _recovery_section(runs, model, s)
     lines += _cutoff_section(runs, model, s)
     lines += ["", "### With unstructured pruning (14 rounds of 25%, 1 epoch each, 16 PEs)", ""]
     o = s["original"]

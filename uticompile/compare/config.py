@@ -114,7 +114,11 @@ class CompareConfig:
         for n in self.pes:
             self.map_config(n)
         if self.spatio_temporal:
-            self.shrink_config()  # variance, schedule, max drop, PCA samples
+            if self.pca_samples < 2:  # shrink calls it samples: name compare's own option
+                raise ConfigError(
+                    f"pca_samples must be >= 2, got {self.pca_samples}", option="pca_samples"
+                )
+            self.shrink_config()  # variance, schedule, max drop
 
     @property
     def primary_pes(self) -> int:
@@ -145,13 +149,15 @@ class CompareConfig:
         )
 
     def shrink_config(self) -> ShrinkConfig:
-        """The spatio-temporal variant: both passes, the rounds' epochs, costed like the rest."""
+        """The spatio-temporal variant: both passes, costed like the rest; the rounds' epochs
+        train the rebuilt network and cap every timestep stage."""
         return ShrinkConfig(
             dataset=self.dataset,
             variance=self.variance,
             timesteps=self.timesteps,
             max_drop=self.max_drop,
             epochs=self.epochs,
+            max_stage_epochs=self.epochs,
             samples=self.pca_samples,
             run_samples=self.samples,
             pes=self.primary_pes,

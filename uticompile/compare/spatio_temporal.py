@@ -9,7 +9,7 @@ parameters, nonzeros, T, accuracy, latency (with its floor) and energy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from uticompile.datasets import Dataset
 from uticompile.hardware import HardwareConfig
 from uticompile.ir import Graph
 from uticompile.onnx_import import read_graph
-from uticompile.passes.lottery import LotteryEvent, run_identity, run_lottery
+from uticompile.passes.lottery import LotteryEvent, run_lottery
 from uticompile.shrink import ShrinkEvent, ShrinkPaths, run_shrink
 from uticompile.shrink.cost import model_size
 from uticompile.shrink.runner import shrink_identity
@@ -39,6 +39,22 @@ class SpatioTemporalRuns:
     prune_rounds: list[dict[str, Any]]
 
 
+def spatio_temporal_dirs(
+    graph: Graph, data: Dataset, config: CompareConfig, out: Path, digest: Callable[[Any], str]
+) -> tuple[Path, Path]:
+    """The shrink run's directory and the u-Ticket run's after it: the one place that decides
+    where they live. Both are named by what they depend on, known before anything runs (the
+    prune run by the shrink run's identity and its own options, since the shrunk model is a
+    function of them), so ``compare --plan`` can name them for a job that runs elsewhere."""
+    shrink = shrink_identity(graph, data, config.shrink_config())
+    prune = {"shrunk_by": shrink, "prune": asdict(config.prune_config(SWEEP_VARIANT))}
+    runs = out / "runs"
+    return (
+        runs / f"{SPATIO_TEMPORAL}-{digest(shrink)[:12]}",
+        runs / f"{SPATIO_TEMPORAL_UTICKET}-{digest(prune)[:12]}",
+    )
+
+
 def run_spatio_temporal(
     graph: Graph,
     data: Dataset,
@@ -50,18 +66,13 @@ def run_spatio_temporal(
     on_prune: Callable[[LotteryEvent], None],
 ) -> SpatioTemporalRuns:
     """Shrink ``graph`` (resumable run dir keyed by its identity), then u-Ticket-prune it."""
+    shrink_dir, prune_dir = spatio_temporal_dirs(graph, data, config, out, digest)
     sc = config.shrink_config()
-    shrink_dir = out / "runs" / f"{SPATIO_TEMPORAL}-{digest(shrink_identity(graph, data, sc))[:12]}"
     shrunk = run_shrink(graph, data, sc, shrink_dir, resume=True, hw=hw, on_event=on_shrink)
     paths = ShrinkPaths(shrink_dir)
     t = shrunk.summary["temporal"]
     shrunk_model = paths.temporal(t["chosen"]).model if t is not None else paths.spatial.model
     pc = config.prune_config(SWEEP_VARIANT)
-    prune_dir = (
-        out
-        / "runs"
-        / (f"{SPATIO_TEMPORAL_UTICKET}-{digest(run_identity(shrunk.graph, data, pc))[:12]}")
-    )
     pruned = run_lottery(shrunk.graph, data, pc, prune_dir, resume=True, on_event=on_prune)
     return SpatioTemporalRuns(
         shrink_dir,

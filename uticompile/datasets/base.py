@@ -97,6 +97,26 @@ class Dataset:
             y_test=self.y_test[:test],
         )
 
+    def hold_out(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+        """(rest, held out): a seeded random ``fraction`` of the *training* images set aside.
+
+        ``rest`` keeps the other training images and the test split; ``held out`` has the slice
+        as both its splits, so whatever evaluates it reads held-out training images, never test
+        images. The slice depends on (``seed``, training-set size) only.
+        """
+        n = self.x_train.shape[0]
+        k = round(fraction * n)
+        if not (0.0 < fraction < 1.0) or not (1 <= k < n):
+            raise ConfigError(
+                f"{self.name}: holding out {fraction} of {n} training images leaves none held "
+                "out or none to train on"
+            )
+        held = np.zeros(n, bool)
+        held[np.random.default_rng(seed).permutation(n)[:k]] = True
+        x, y = self.x_train[held], self.y_train[held]
+        rest = replace(self, x_train=self.x_train[~held], y_train=self.y_train[~held])
+        return rest, replace(self, x_train=x, y_train=y, x_test=x, y_test=y)
+
 
 @dataclass(frozen=True, eq=False)
 class RawSplits:

@@ -28,9 +28,13 @@ def shrink(
     data_dir: str | Path | None = None,
     hw_path: str | Path | None = None,
     resume: bool = False,
+    train_limit: int | None = None,
     on_event: Callable[[ShrinkEvent], None] | None = None,
 ) -> ShrinkResult:
-    """Spatio-temporally prune the ONNX ``model`` on ``config.dataset``; write ``output``."""
+    """Spatio-temporally prune the ONNX ``model`` on ``config.dataset``; write ``output``.
+
+    ``train_limit`` keeps only the first N training images (as ``prune`` and ``compare`` do).
+    """
     graph = read_graph(model)
     data = load_dataset_for(
         config.dataset,
@@ -38,6 +42,8 @@ def shrink(
         num_classes=graph.num_classes,
         data_dir=data_dir,
     )
+    if train_limit is not None:
+        data = data.head(train=train_limit)
     run = Path(run_dir) if run_dir is not None else default_run_dir(output)
     hw = load_hardware(None if hw_path is None else Path(hw_path))
     result = run_shrink(graph, data, config, run, resume=resume, hw=hw, on_event=on_event)

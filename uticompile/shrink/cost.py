@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,12 @@ def model_size(graph: Graph) -> dict[str, int]:
 
 
 def mapped_cost(
-    graph: Graph, data: Dataset, config: MapConfig, hw: HardwareConfig, samples: int
+    graph: Graph,
+    data: Dataset,
+    config: MapConfig,
+    hw: HardwareConfig,
+    samples: int,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Map ``graph`` to ``config.pes`` PEs (as ``uticompile map`` does) and run ``samples`` test
     images.
@@ -38,7 +44,8 @@ def mapped_cost(
     hw = hw.with_pes(config.pes)
     bound = input_bound(data.mean, data.std)
     _, mapping = map_calibrated(graph, config, hw, bound, serialize(to_onnx(graph)), data)
-    sim = simulate(mapping, quantized_test_batches(mapping, data, samples, RUN_BATCH), hw)
+    batches = quantized_test_batches(mapping, data, samples, RUN_BATCH)
+    sim = simulate(mapping, batches, hw, on_batch=on_batch)
     r = sim.report
     n = max(r.samples, 1)
     T = graph.timesteps

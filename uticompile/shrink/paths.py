@@ -3,7 +3,8 @@
 ``config.json`` (what the results depend on), ``original/`` (the input model's numbers),
 ``spatial/`` (``spectrum.json``, then the rebuilt and retrained model), ``T{t}/`` per temporal
 stage, and ``report.json`` (the summary). A stage folder holds ``trained.onnx``, ``report.json``,
-``train.ckpt`` while training, and a ``done`` marker written last.
+and a ``done`` marker written last; while a temporal stage trains, also ``train.ckpt``,
+``curve.json`` (validation accuracy per epoch) and ``best.onnx`` (the best epoch's weights).
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ class StagePaths:
     @property
     def checkpoint(self) -> Path:
         return self.root / "train.ckpt"
+
+    @property
+    def curve(self) -> Path:
+        return self.root / "curve.json"
+
+    @property
+    def best(self) -> Path:
+        return self.root / "best.onnx"
 
     @property
     def done(self) -> Path:

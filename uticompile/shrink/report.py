@@ -13,7 +13,7 @@ def _spectrum_cells(cumulative: list[float]) -> str:
 
 
 def stage_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per stage: what it is, its size, T, accuracy and mapped cost."""
+    """One row per stage: what it is, its epochs, size, T, accuracy and mapped cost."""
     reports = [summary["original"]]
     if summary["spatial"] is not None:
         reports.append(summary["spatial"]["report"])
@@ -27,6 +27,8 @@ def stage_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
             {
                 "stage": r["stage"],
                 "timesteps": r["timesteps"],
+                "epochs": r["epochs"],
+                "stopped": r.get("stopped"),  # a temporal stage that trained until recovery
                 "parameters": r["parameters"],
                 "compression": base["parameters"] / r["parameters"],
                 "accuracy": r["accuracy"],
@@ -62,20 +64,28 @@ def text_report(summary: dict[str, Any]) -> str:
                      + ", ".join(f"{k} {v}" for k, v in widths.items()))  # fmt: skip
     pes = summary["original"]["cost"]["pes"]
     lines.append(
-        f"{'stage':<10}{'T':>3}{'params':>10}{'compr.':>8}{'accuracy':>10}{'cyc/step':>11}"
-        f"{'latency':>12}{'floor':>11}{'speedup':>9}{'energy uJ':>11}"
+        f"{'stage':<10}{'T':>3}{'epochs':>7}{'params':>10}{'compr.':>8}{'accuracy':>10}"
+        f"{'cyc/step':>11}{'latency':>12}{'floor':>11}{'speedup':>9}{'energy uJ':>11}"
+        "  stopped"
     )
     for r in stage_rows(summary):
         red = "-" if r["latency_reduction"] is None else f"{r['latency_reduction']:.2f}x"
         energy = "-" if r["energy_pj"] is None else f"{r['energy_pj'] / 1e6:.4f}"
         lines.append(
-            f"{r['stage']:<10}{r['timesteps']:>3}{r['parameters']:>10}"
+            f"{r['stage']:<10}{r['timesteps']:>3}{r['epochs']:>7}{r['parameters']:>10}"
             f"{r['compression']:>7.2f}x{r['accuracy']:>10.4f}{r['cycles_per_step']:>11.1f}"
             f"{r['latency']:>12.1f}{r['latency_floor']:>11.1f}{red:>9}{energy:>11}"
+            f"  {r['stopped'] or '-'}"
         )
     lines.append(f"latency: cycles per sample on {pes} PEs (floor: work / PEs)")
     t = summary["temporal"]
     if t is not None:
+        if "reference_validation_accuracy" in t:
+            lines.append(
+                f"timestep stages train until their accuracy on {t['validation_images']} held-out "
+                f"training images is within {t['max_drop']} points of "
+                f"{t['reference_validation_accuracy']:.4f} (or stops improving)"
+            )
         lines.append(
             f"kept T={t['chosen']}: the smallest within {t['max_drop']} points of "
             f"{t['reference_accuracy']:.4f}"

@@ -4,12 +4,19 @@
 2. ``spatial`` (with ``variance``): PCA spectra of the input model's LIF layers
    (``spectrum.json``), the network rebuilt with the chosen widths (joined channels share one)
    and trained from a fresh initialization, as the paper trains its pruned network.
-3. ``T{t}`` per schedule entry (with ``timesteps``): the previous stage's weights trained at T=t.
-   The smallest T within ``max_drop`` of the model entering this pass is kept.
+3. ``T{t}`` per schedule entry (with ``timesteps``): the previous stage's weights trained at T=t
+   until accuracy recovers (``passes.timestep_schedule.stage_stop``): epoch by epoch, up to
+   ``max_stage_epochs``, until the accuracy on a held-out slice of the training split is within
+   ``max_drop`` of the reference's (the model entering this pass) or has not improved for
+   ``patience`` epochs; the stage keeps its best epoch. The smallest T within ``max_drop`` of the
+   reference (test accuracy, as every report gives it) is kept.
 
-Every stage writes its folder and a ``done`` marker last; a finished stage is read back, not
-redone, and training checkpoints every epoch. Seeds depend on (seed, stage) only and reports
-carry no wall-clock times, so a resumed run writes byte-identical models and reports.
+The run holds out ``validation_fraction`` of the training split (seeded) from every stage it
+trains; the test split is never used to decide anything during training. Every stage writes its
+folder and a ``done`` marker last; a finished stage is read back, not redone, and training
+checkpoints every epoch (with the validation curve and best weights beside the checkpoint).
+Seeds depend on (seed, stage) only and reports carry no wall-clock times, so a resumed run writes
+byte-identical models and reports.
 """
 
 from __future__ import annotations
@@ -26,13 +33,19 @@ from uticompile.errors import ConfigError, DamagedFileError, UticompileError
 from uticompile.fileio import atomic_write_text
 from uticompile.hardware import HardwareConfig, load_hardware
 from uticompile.ir import Graph
+from uticompile.models.snn import SNN
 from uticompile.models.train import StepInfo, evaluate, train
 from uticompile.onnx_export import save_onnx
 from uticompile.onnx_import import read_graph
 from uticompile.passes.lottery import graph_digest, round_seed
 from uticompile.passes.pca_widths import pca_spectra
 from uticompile.passes.resize_channels import resize_channels, shared_widths
-from uticompile.passes.timestep_schedule import check_schedule, choose_timesteps
+from uticompile.passes.timestep_schedule import (
+    best_epoch,
+    check_schedule,
+    choose_timesteps,
+    stage_stop,
+)
 from uticompile.rundir import (
     damaged_files,
     prepare_run_dir,
@@ -48,6 +61,8 @@ from uticompile.shrink.paths import ShrinkPaths, StagePaths
 
 SPATIAL_STAGE = 1  # seed index of the spatial stage; temporal stage t uses TEMPORAL_STAGE + t
 TEMPORAL_STAGE = 100
+VALIDATION_SEED = 2  # seed index of the held-out validation slice
+EPOCH_CAP = "epoch cap"  # why a temporal stage stopped when neither rule of stage_stop did
 
 
 @dataclass(frozen=True)
@@ -55,8 +70,11 @@ class ShrinkEvent:
     """Progress for callers (the CLI draws bars from it; the library never prints).
 
     ``kind``: ``stage_start``, ``pca`` (``count`` images measured so far of ``total``), ``step``
-    (with ``step``), ``stage_end`` (with ``report``; ``resumed`` when read back from disk),
-    ``redo`` (with ``damaged``: a finished stage whose files were since damaged runs again).
+    (with ``step``), ``cost`` (``count`` of ``total`` test images run on the modeled
+    accelerator), ``epoch_end`` (a temporal stage's epoch ``count`` of at most ``total``, with
+    its ``validation`` accuracy against ``reference``), ``stage_end`` (with ``report``;
+    ``resumed`` when read back from disk), ``redo`` (with ``damaged``: a finished stage whose
+    files were since damaged runs again).
     """
 
     kind: str
@@ -67,6 +85,8 @@ class ShrinkEvent:
     damaged: tuple[str, ...] = ()
     count: int = 0
     total: int = 0
+    validation: float | None = None
+    reference: float | None = None
 
 
 @dataclass
@@ -119,31 +139,44 @@ def shrink_identity(graph: Graph, data: Dataset, config: ShrinkConfig) -> dict[s
 
 
 class _Stages:
-    """Runs (or reads back) one stage at a time; shared state of one run."""
+    """Runs (or reads back) one stage at a time; shared state of one run.
+
+    ``data`` is the training split without the held-out slice (and the whole test split);
+    ``validation`` is the held-out slice.
+    """
 
     def __init__(
         self,
         data: Dataset,
+        validation: Dataset,
         config: ShrinkConfig,
         hw: HardwareConfig,
         emit: Callable[[ShrinkEvent], None],
     ) -> None:
-        self.data, self.config, self.hw, self.emit = data, config, hw, emit
+        self.data, self.validation, self.config, self.hw, self.emit = (
+            data, validation, config, hw, emit)  # fmt: skip
 
-    def report(self, name: str, graph: Graph, epochs: int) -> dict[str, Any]:
+    def validation_accuracy(self, graph: Graph) -> float:
+        return evaluate(graph, self.validation).accuracy
+
+    def report(self, name: str, graph: Graph, training: dict[str, Any]) -> dict[str, Any]:
         ev = evaluate(graph, self.data)
         cfg = self.config
+        on_batch = self._on_cost(name)
         return {
             "stage": name,
             "timesteps": graph.timesteps,
-            "epochs": epochs,
+            **training,
             "accuracy": ev.accuracy,
+            "validation_accuracy": self.validation_accuracy(graph),
             "spike_sparsity": ev.mean_spike_sparsity,
             **model_size(graph),
             "widths": {
                 n.name: int(graph.params[n.inputs[1]].shape[0]) for n in graph.weight_nodes()
             },
-            "cost": mapped_cost(graph, self.data, cfg.map_config(), self.hw, cfg.run_samples),
+            "cost": mapped_cost(
+                graph, self.data, cfg.map_config(), self.hw, cfg.run_samples, on_batch
+            ),
         }
 
     def read_back(self, name: str, paths: StagePaths) -> tuple[Graph, dict[str, Any]] | None:
@@ -165,14 +198,29 @@ class _Stages:
         self.emit(ShrinkEvent("redo", name, damaged=tuple(str(p) for p in bad)))
         return None
 
+    def _on_cost(self, name: str) -> Callable[[int], None]:
+        """``cost`` events: test images run on the modeled accelerator so far."""
+        total = min(self.config.run_samples, int(self.data.x_test.shape[0]))
+        seen = [0]
+        self.emit(ShrinkEvent("cost", name, count=0, total=total))
+
+        def on_batch(n: int) -> None:
+            seen[0] += n
+            self.emit(ShrinkEvent("cost", name, count=seen[0], total=total))
+
+        return on_batch
+
     def run(
         self,
         name: str,
         paths: StagePaths,
         start: Callable[[], Graph],
         seed: int | None,
+        reference: float | None = None,
     ) -> tuple[Graph, dict[str, Any]]:
-        """Train ``start()`` (``seed`` None: take it as it is) into stage ``name``."""
+        """Train ``start()`` (``seed`` None: take it as it is) into stage ``name``: for
+        ``epochs``, or (a temporal stage, given the ``reference`` validation accuracy) until
+        accuracy recovers."""
         self.emit(ShrinkEvent("stage_start", name))
         if paths.done.exists():
             done = self.read_back(name, paths)
@@ -180,32 +228,88 @@ class _Stages:
                 return done
         paths.root.mkdir(parents=True, exist_ok=True)
         graph = start()
-        epochs = 0
-        if seed is not None:
-
-            def on_step(info: StepInfo) -> None:
-                self.emit(ShrinkEvent("step", name, step=info))
-
-            epochs = self.config.epochs
-            start_graph = graph
+        training: dict[str, Any] = {"epochs": 0}
+        if seed is not None and reference is None:
+            start_graph, stage_seed = graph, seed
             graph = redo_if_damaged(
                 paths.checkpoint,
                 lambda: train(
                     start_graph,
                     self.data,
-                    self.config.train_config(seed),
+                    self.config.train_config(stage_seed),
                     checkpoint=paths.checkpoint,
-                    on_step=on_step,
+                    on_step=self._on_step(name),
                 ),
             ).graph
+            training = {"epochs": self.config.epochs}
+        elif seed is not None:
+            assert reference is not None
+            graph, training = self._until_recovered(name, paths, graph, seed, reference)
         save_onnx(graph, paths.model)
         graph = read_graph(paths.model)  # what a resumed run reads: one source of truth
-        report = self.report(name, graph, epochs)
+        report = self.report(name, graph, training)
         atomic_write_text(paths.report, _dump(report))
         write_done(paths.done, paths.root, [paths.model, paths.report])
-        paths.checkpoint.unlink(missing_ok=True)
+        for leftover in (paths.checkpoint, paths.curve, paths.best):
+            leftover.unlink(missing_ok=True)
         self.emit(ShrinkEvent("stage_end", name, report=report))
         return graph, report
+
+    def _on_step(self, name: str) -> Callable[[StepInfo], None]:
+        def on_step(info: StepInfo) -> None:
+            self.emit(ShrinkEvent("step", name, step=info))
+
+        return on_step
+
+    def _until_recovered(
+        self, name: str, paths: StagePaths, graph: Graph, seed: int, reference: float
+    ) -> tuple[Graph, dict[str, Any]]:
+        """Train epoch by epoch until ``stage_stop`` says so or the cap; keep the best epoch.
+
+        ``curve.json`` holds the validation accuracy of every epoch trained so far and
+        ``best.onnx`` the best epoch's weights, both written before the epoch's checkpoint: a
+        resumed stage redoes any epoch past its checkpoint and overwrites what it wrote.
+        """
+        cfg = self.config
+        cap = cfg.max_stage_epochs
+        curve: list[float] = json.loads(paths.curve.read_text()) if paths.curve.exists() else []
+        before = graph.trained_epochs
+
+        def on_epoch_end(epoch: int, net: SNN) -> bool:
+            snapshot = net.to_graph()
+            accuracy = self.validation_accuracy(snapshot)
+            del curve[epoch - 1 :]
+            curve.append(accuracy)
+            if best_epoch(curve) == epoch:
+                if before is not None:
+                    snapshot.trained_epochs = before + epoch
+                save_onnx(snapshot, paths.best)
+            atomic_write_text(paths.curve, _dump(curve))
+            self.emit(ShrinkEvent("epoch_end", name, count=epoch, total=cap,
+                                  validation=accuracy, reference=reference))  # fmt: skip
+            return stage_stop(curve, reference, cfg.max_drop, cfg.patience) is not None
+
+        history = train(
+            graph,
+            self.data,
+            cfg.train_config(seed, cap),
+            checkpoint=paths.checkpoint,
+            on_step=self._on_step(name),
+            on_epoch_end=on_epoch_end,
+        ).history
+        assert len(history) == len(curve), (len(history), len(curve))
+        points = [
+            {"epoch": h.epoch, "validation_accuracy": v, "train_loss": h.loss,
+             "train_accuracy": h.train_accuracy, "lr": h.lr}
+            for h, v in zip(history, curve, strict=True)
+        ]  # fmt: skip
+        return read_graph(paths.best), {
+            "epochs": len(curve),
+            "max_epochs": cap,
+            "best_epoch": best_epoch(curve),
+            "stopped": stage_stop(curve, reference, cfg.max_drop, cfg.patience) or EPOCH_CAP,
+            "curve": points,
+        }
 
 
 def _spectra(
@@ -257,16 +361,19 @@ def run_shrink(
             f"run directory {paths.root} is not empty: pass --resume to continue it "
             "or choose another directory"
         )
+    rest, validation = data.hold_out(
+        config.validation_fraction, round_seed(config.seed, VALIDATION_SEED)
+    )
     prepare_run_dir(paths.root, paths.config, shrink_identity(graph, data, config), resume)
-    stages = _Stages(data, config, hw if hw is not None else load_hardware(None), on_event or (
-        lambda _e: None))  # fmt: skip
+    stages = _Stages(rest, validation, config, hw if hw is not None else load_hardware(None),
+                     on_event or (lambda _e: None))  # fmt: skip
     summary: dict[str, Any] = {"config": asdict(config)}
 
     current, original = stages.run("original", paths.original, lambda: graph, None)
     summary["original"] = original
     summary["spatial"] = None
     if config.variance is not None:
-        layers = _spectra(graph, data, config, paths, stages)
+        layers = _spectra(graph, data, config, paths, stages)  # PCA trains nothing: all images
         widths = shared_widths(graph, {s["layer"]: s["width"] for s in layers})
         seed = round_seed(config.seed, SPATIAL_STAGE)
         current, report = stages.run(
@@ -285,7 +392,9 @@ def run_shrink(
     summary["temporal"] = None
     if config.timesteps is not None:
         entering = current
-        reference = (summary["spatial"] or {"report": original})["report"]["accuracy"]
+        entering_report = (summary["spatial"] or {"report": original})["report"]
+        reference = entering_report["accuracy"]
+        reference_validation = entering_report["validation_accuracy"]
         reports: list[dict[str, Any]] = []
         for t in config.timesteps:
             prev = current
@@ -295,6 +404,7 @@ def run_shrink(
                 paths.temporal(t),
                 partial(prev.with_timesteps, t),
                 None if same else round_seed(config.seed, TEMPORAL_STAGE + t),
+                reference_validation,
             )
             reports.append(report)
         chosen = choose_timesteps(
@@ -304,6 +414,8 @@ def run_shrink(
             "schedule": list(config.timesteps),
             "entering_timesteps": entering.timesteps,
             "reference_accuracy": reference,
+            "reference_validation_accuracy": reference_validation,
+            "validation_images": int(validation.x_train.shape[0]),
             "max_drop": config.max_drop,
             "stages": reports,
             "chosen": chosen,
