@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from uticompile.datasets import Dataset
-from uticompile.errors import ConfigError, DamagedFileError, UticompileError
+from uticompile.errors import DamagedFileError, UticompileError
 from uticompile.fileio import atomic_write_text
 from uticompile.hardware import HardwareConfig, load_hardware
 from uticompile.ir import Graph
@@ -289,13 +289,16 @@ class _Stages:
                                   validation=accuracy, reference=reference))  # fmt: skip
             return stage_stop(curve, reference, cfg.max_drop, cfg.patience) is not None
 
-        history = train(
-            graph,
-            self.data,
-            cfg.train_config(seed, cap),
-            checkpoint=paths.checkpoint,
-            on_step=self._on_step(name),
-            on_epoch_end=on_epoch_end,
+        history = redo_if_damaged(
+            paths.checkpoint,
+            lambda: train(
+                graph,
+                self.data,
+                cfg.train_config(seed, cap),
+                checkpoint=paths.checkpoint,
+                on_step=self._on_step(name),
+                on_epoch_end=on_epoch_end,
+            ),
         ).history
         assert len(history) == len(curve), (len(history), len(curve))
         points = [
@@ -356,11 +359,6 @@ def run_shrink(
         check_schedule(config.timesteps, graph.timesteps)
     check_samples(config.run_samples, data, option="run_samples")
     paths = ShrinkPaths(Path(run_dir))
-    if not resume and paths.root.is_dir() and any(paths.root.iterdir()):
-        raise ConfigError(
-            f"run directory {paths.root} is not empty: pass --resume to continue it "
-            "or choose another directory"
-        )
     rest, validation = data.hold_out(
         config.validation_fraction, round_seed(config.seed, VALIDATION_SEED)
     )
