@@ -147,8 +147,12 @@ def session() -> Iterator[Group | None]:
         try:
             yield _GROUP
         finally:
-            if w.is_leader and not _GROUP.busy:
-                _GROUP.send(None)
+            if not _GROUP.busy:
+                if w.is_leader:
+                    _GROUP.send(None)
+                # No rank destroys the group while a peer still reads from it: gloo aborts the
+                # reader's process ("terminate called without an active exception") otherwise.
+                dist.barrier()
     finally:
         _GROUP = None
         dist.destroy_process_group()
